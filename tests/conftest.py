@@ -1,0 +1,33 @@
+"""Shared fixtures: a real local SparkSession, and a real standalone cluster (marker ``cluster``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cluster: runs against a real Spark standalone master + workers on loopback")
+    config.addinivalue_line("markers", "slow: takes more than ~30 s")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """``local[2]`` (barrier stages need as many slots as tasks), UI off, loopback, one task attempt."""
+    from sparkml_dist.runtime import get_spark, setup_logging
+
+    setup_logging("INFO")
+    session = get_spark("local", master="local[2]", app_name="sparkml-dist-tests", conf={
+        "spark.sql.shuffle.partitions": "4",
+        "spark.task.maxFailures": "1",
+        "spark.driver.memory": "4g",
+        "spark.sql.pyspark.jvmStacktrace.enabled": "true",
+    })
+    yield session
+    session.stop()
