@@ -31,3 +31,17 @@ def spark():
     })
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def standalone_cluster(tmp_path_factory):
+    """A real standalone master + 2 workers (1 core, 1 GiB each) on 127.0.0.1, started with pyspark's
+    ``bin/spark-class`` and stopped by pid at the end of the session. Jobs reach it through ``spark_submit``
+    (a separate driver JVM), since this test process already runs the local ``spark`` session."""
+    from sparkml_dist.runtime.cluster import LocalStandaloneCluster
+
+    cluster = LocalStandaloneCluster(workers=2, cores=1, memory="1g", master_port=None, webui_port=None,
+                                     state_dir=tmp_path_factory.mktemp("standalone"))
+    cluster.start(timeout=120)
+    yield cluster
+    cluster.stop()

@@ -180,16 +180,16 @@ class BarrierResults(list):
     seconds: float
 
 
-def available_slots(spark, wait: float = 0.0) -> int:
-    """Concurrent task slots of the cluster (waits up to ``wait`` seconds for executors to register)."""
+def available_slots(spark, wait: float = 0.0, at_least: int = 1) -> int:
+    """Concurrent task slots of the cluster; waits up to ``wait`` seconds for ``at_least`` slots to register."""
     sc = spark.sparkContext
     master = sc.master
-    m = re.match(r"local(?:-cluster)?\[(\*|\d+)", master)
     task_cpus = int(sc.getConf().get("spark.task.cpus", "1"))
     if master == "local":
         return 1
-    if m and master.startswith("local["):
-        n = os.cpu_count() or 1 if m.group(1) == "*" else int(m.group(1))
+    m = re.match(r"local\[(\*|\d+)", master)
+    if m:
+        n = (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1))
         return max(1, n // task_cpus)
     deadline = time.monotonic() + wait
     while True:
@@ -197,13 +197,11 @@ def available_slots(spark, wait: float = 0.0) -> int:
             jsc = sc._jsc.sc()
             rp = jsc.resourceProfileManager().defaultResourceProfile()
             slots = int(jsc.maxNumConcurrentTasks(rp))
-        except Exception:  # Spark Connect or an API change: fall back to the scheduler's view
+        except Exception:  # noqa: BLE001 - Spark Connect or an API change: fall back to the scheduler's view
             slots = int(sc.defaultParallelism) // task_cpus
-        if slots > 0 and (time.monotonic() >= deadline):
+        if slots >= at_least or time.monotonic() >= deadline:
             return slots
-        if time.monotonic() >= deadline:
-            return slots
-        time.sleep(0.5)
+        time.sleep(0.25)
 
 
 def _make_task(fn: Callable, args: tuple, kwargs: dict, timeout: float, store_address: str | None, call_id: str):
@@ -287,7 +285,7 @@ def run_barrier(fn: Callable[..., Any], num_tasks: int | None = None, *, spark=N
     if not isinstance(num_tasks, int) or num_tasks < 1:
         raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}")
     if slots < num_tasks:
-        slots = available_slots(spark, wait=slot_wait)
+        slots = available_slots(spark, wait=slot_wait, at_least=num_tasks)
     if slots < num_tasks:
         raise InsufficientSlotsError(
             f"barrier stage needs {num_tasks} concurrent task slots but the cluster ({spark.sparkContext.master}) "

@@ -1,0 +1,31 @@
+# The two commands of the README. Both set up everything on a fresh machine (Python 3.11 + Java 17/21 present).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+
+.PHONY: setup run test test-all bench clean
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: its CPU wheel is on disk here; a bare `torch` would pull a multi-GB CUDA build
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# main job, end to end on the embedded local Spark
+run: setup
+	$(VENV)/bin/sparkml-dist run quickstart --config conf/jobs/quickstart.yaml
+
+# the test suite: local Spark plus a real standalone cluster started by the fixtures
+test: setup
+	$(VENV)/bin/pytest -q tests
+
+bench: setup
+	$(VENV)/bin/sparkml-dist bench --out out/bench
+
+clean:
+	rm -rf out .pytest_cache spark-warehouse

@@ -1,0 +1,191 @@
+"""``sparkml-dist``: the command-line entry point.
+
+Every command takes ``--profile`` (a Spark profile in ``conf/spark/``), ``--master`` and repeated ``--conf key=value``.
+
+    sparkml-dist datasets list
+    sparkml-dist datasets generate blobs --rows 1000000 --features 32 --param centers=16 --output out/blobs
+    sparkml-dist cluster start --workers 2 --cores 1 --memory 2g | status | stop
+    sparkml-dist run kmeans --config conf/jobs/kmeans.yaml [--output out/km] [params.k=8 ...]
+    sparkml-dist bench [--suite clustering,classification] [--out out/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import yaml
+
+logger = logging.getLogger("sparkml_dist.cli")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default=None, help="Spark profile from conf/spark/ (default: local, or "
+                                                         "$SPARKML_DIST_PROFILE)")
+    parser.add_argument("--master", default=None, help="Spark master URL (overrides the profile)")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="Spark conf entry; repeat for more")
+    parser.add_argument("--log-level", default=None, help="logging level (default INFO)")
+
+
+def _spark(args, app: str):
+    from sparkml_dist.runtime import get_spark
+    from sparkml_dist.runtime.session import parse_conf_pairs
+
+    return get_spark(args.profile, master=args.master, app_name=f"sparkml-dist-{app}", **parse_conf_pairs(args.conf))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sparkml-dist", description="Distributed machine learning on Apache Spark.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ds = sub.add_parser("datasets", help="list or generate datasets")
+    ds_sub = ds.add_subparsers(dest="action", required=True)
+    p = ds_sub.add_parser("list", help="bundled datasets and generators")
+    _common(p)
+    p = ds_sub.add_parser("generate", help="generate a synthetic dataset inside Spark and write it as Parquet")
+    _common(p)
+    p.add_argument("generator", help="blobs, classification or hastie_10_2")
+    p.add_argument("--rows", type=int, default=100_000, help="number of rows")
+    p.add_argument("--features", type=int, default=None, help="number of features (not for hastie_10_2)")
+    p.add_argument("--partitions", type=int, default=None, help="partitions (default: the cluster's parallelism)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="generator parameter, e.g. centers=16 (values parsed as YAML)")
+    p.add_argument("--output", required=True, help="output directory (written atomically)")
+
+    cl = sub.add_parser("cluster", help="a real Spark standalone cluster on 127.0.0.1")
+    cl_sub = cl.add_subparsers(dest="action", required=True)
+    p = cl_sub.add_parser("start", help="start a master and workers with pyspark's bin/spark-class")
+    _common(p)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--cores", type=int, default=1, help="cores per worker")
+    p.add_argument("--memory", default="2g", help="memory per worker")
+    p.add_argument("--port", type=int, default=7077, help="master port (a free one if busy)")
+    p.add_argument("--webui-port", type=int, default=8080, help="master web UI port (a free one if busy)")
+    p.add_argument("--state-dir", default=None, help="where pids and logs are kept")
+    for action in ("status", "stop"):
+        p = cl_sub.add_parser(action, help=f"{action} the recorded cluster")
+        _common(p)
+        p.add_argument("--state-dir", default=None)
+
+    p = sub.add_parser("run", help="run a registered job from its YAML config")
+    _common(p)
+    p.add_argument("job", help="job name (see `sparkml-dist run --list`)", nargs="?")
+    p.add_argument("--config", default=None, help="job config (default conf/jobs/JOB.yaml)")
+    p.add_argument("--output", default=None, help="output directory (overrides the config)")
+    p.add_argument("--list", action="store_true", help="list the registered jobs")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. params.k=8")
+
+    p = sub.add_parser("bench", help="run the benchmark suites and write a report")
+    _common(p)
+    p.add_argument("--suite", default="clustering,classification", help="comma-separated suites")
+    p.add_argument("--out", default="out/bench", help="report directory (written atomically)")
+    p.add_argument("--quick", action="store_true", help="small sizes (minutes, for a smoke check)")
+    return parser
+
+
+def _datasets(args) -> int:
+    from sparkml_dist.data.generators import GENERATORS
+    from sparkml_dist.data.sources import BUNDLED
+
+    if args.action == "list":
+        for name, (_, kind) in sorted(BUNDLED.items()):
+            sys.stdout.write(f"bundled    {name:16s} label: {kind}\n")
+        for name in sorted(GENERATORS):
+            sys.stdout.write(f"generator  {name}\n")
+        return 0
+    from sparkml_dist.data.io import write_dataframe
+    from sparkml_dist.runtime.session import parse_conf_pairs
+
+    if args.generator not in GENERATORS:
+        raise SystemExit(f"unknown generator {args.generator!r}; known: {', '.join(sorted(GENERATORS))}")
+    params = {k: yaml.safe_load(v) for k, v in parse_conf_pairs(args.param).items()}
+    params.update(n_rows=args.rows, seed=args.seed, num_partitions=args.partitions)
+    if args.features is not None:
+        if args.generator == "hastie_10_2":
+            raise SystemExit("--features: hastie_10_2 always has 10 features")
+        params["n_features"] = args.features
+    spark = _spark(args, "generate")
+    df = GENERATORS[args.generator](spark, **params)
+    write_dataframe(df, args.output)
+    logger.info("wrote %s rows of %s to %s", f"{args.rows:,}", args.generator, args.output)
+    return 0
+
+
+def _cluster(args) -> int:
+    from sparkml_dist.runtime.cluster import LocalStandaloneCluster
+
+    if args.action == "start":
+        cluster = LocalStandaloneCluster(args.workers, args.cores, args.memory, args.port, args.webui_port,
+                                         args.state_dir).start()
+        sys.stdout.write(json.dumps(cluster.status(), indent=2) + "\n")
+        return 0
+    try:
+        cluster = LocalStandaloneCluster.attach(args.state_dir)
+    except FileNotFoundError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1 if args.action == "status" else 0
+    if args.action == "status":
+        sys.stdout.write(json.dumps(cluster.status(), indent=2) + "\n")
+    else:
+        stopped = cluster.stop()
+        sys.stdout.write(f"stopped pids {stopped}\n")
+    return 0
+
+
+def _run(args) -> int:
+    from sparkml_dist.runner import JOB_MODULES, load_config, run_job
+
+    if args.list or not args.job:
+        for name, module in sorted(JOB_MODULES.items()):
+            sys.stdout.write(f"{name:14s} {module}\n")
+        return 0
+    config = args.config
+    if config is None:
+        import os
+
+        default = os.path.join("conf", "jobs", f"{args.job}.yaml")
+        config = default if os.path.isfile(default) else None
+    cfg = load_config(config, args.overrides, args.job)
+    spark = _spark(args, args.job)
+    try:
+        metrics = run_job(args.job, cfg, spark, args.output)
+    finally:
+        spark.stop()
+    sys.stdout.write(json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n")
+    return 0
+
+
+def _bench(args) -> int:
+    from sparkml_dist.bench.suite import run_suites
+
+    spark = _spark(args, "bench")
+    try:
+        report = run_suites(spark, [s.strip() for s in args.suite.split(",") if s.strip()], args.out,
+                            quick=args.quick)
+    finally:
+        spark.stop()
+    sys.stdout.write(f"report: {report}\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sparkml_dist.runtime import setup_logging
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `run JOB --output x params.k=8`: overrides may follow options
+    if extra and args.command == "run" and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = list(args.overrides) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    setup_logging(args.log_level)
+    handler = {"datasets": _datasets, "cluster": _cluster, "run": _run, "bench": _bench}[args.command]
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""A real Spark standalone cluster on this machine: Master + Workers started with pyspark's own ``bin/spark-class``.
+
+``sparkml-dist cluster start --workers 2 --cores 1 --memory 2g`` starts
+``org.apache.spark.deploy.master.Master`` and N ``org.apache.spark.deploy.worker.Worker`` processes on 127.0.0.1
+(the same classes and ports as ``docker-compose.yml``), waits until every worker is registered (the master's ``/json``
+endpoint), and records pids, ports and log files in a state directory (``$SPARKML_DIST_STATE_DIR`` or
+``~/.sparkml_dist/cluster``). ``cluster stop`` stops exactly those pids; ``cluster status`` reads the master's view.
+The test fixture ``standalone_cluster`` and ``.ci/run`` use the same class.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+MASTER_CLASS = "org.apache.spark.deploy.master.Master"
+WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
+HOST = "127.0.0.1"
+
+
+def spark_home() -> str:
+    """``SPARK_HOME``, or the Spark distribution inside the installed pyspark wheel."""
+    env = os.environ.get("SPARK_HOME")
+    if env and os.path.isfile(os.path.join(env, "bin", "spark-class")):
+        return env
+    import pyspark
+
+    return os.path.dirname(pyspark.__file__)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((HOST, port))
+            return True
+        except OSError:
+            return False
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("SPARKML_DIST_STATE_DIR", Path.home() / ".sparkml_dist" / "cluster"))
+
+
+def cluster_env() -> dict[str, str]:
+    """Environment for master, workers and spark-submit: loopback, this interpreter for Python workers."""
+    env = dict(os.environ)
+    home = spark_home()
+    env.update({
+        "SPARK_HOME": home,
+        "SPARK_LOCAL_IP": HOST,
+        "SPARK_MASTER_HOST": HOST,
+        "PYSPARK_PYTHON": env.get("PYSPARK_PYTHON", sys.executable),
+        "PYSPARK_DRIVER_PYTHON": env.get("PYSPARK_DRIVER_PYTHON", sys.executable),
+        "SPARK_NO_DAEMONIZE": "1",
+    })
+    # make the package importable by executors even when it is not installed (running from a checkout)
+    repo = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+@dataclass
+class ClusterState:
+    master_port: int
+    master_webui_port: int
+    workers: int
+    cores: int
+    memory: str
+    state_dir: str
+    pids: dict[str, int] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def master_url(self) -> str:
+        return f"spark://{HOST}:{self.master_port}"
+
+    @property
+    def webui_url(self) -> str:
+        return f"http://{HOST}:{self.master_webui_port}"
+
+
+class LocalStandaloneCluster:
+    """Start/stop a standalone Master and Workers on loopback; use as a context manager in tests."""
+
+    def __init__(self, workers: int = 2, cores: int = 1, memory: str = "2g", master_port: int | None = 7077,
+                 webui_port: int | None = 8080, state_dir: str | os.PathLike | None = None):
+        if workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {workers}")
+        if cores < 1:
+            raise ValueError(f"--cores must be >= 1, got {cores}")
+        self.state_dir = Path(state_dir or default_state_dir())
+        self.state_file = self.state_dir / "cluster.json"
+        self.workers = workers
+        self.cores = cores
+        self.memory = memory
+        self.master_port = master_port
+        self.webui_port = webui_port
+        self.state: ClusterState | None = None
+
+    # -- state ------------------------------------------------------------------------------------------------
+    @classmethod
+    def attach(cls, state_dir: str | os.PathLike | None = None) -> "LocalStandaloneCluster":
+        """The cluster recorded in ``state_dir`` (started earlier, possibly by another process)."""
+        self = cls(state_dir=state_dir)
+        if not self.state_file.exists():
+            raise FileNotFoundError(f"no cluster recorded in {self.state_dir} (start one with `sparkml-dist cluster "
+                                    "start`)")
+        self.state = ClusterState(**json.loads(self.state_file.read_text()))
+        return self
+
+    def _save(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self.state), indent=2))
+        os.replace(tmp, self.state_file)
+
+    @property
+    def master_url(self) -> str:
+        assert self.state is not None, "cluster not started"
+        return self.state.master_url
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> int:
+        log = self.state_dir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [os.path.join(spark_home(), "bin", "spark-class"), *args]
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)
+        self.state.pids[name] = proc.pid
+        self.state.logs[name] = str(log)
+        self._save()
+        return proc.pid
+
+    def start(self, timeout: float = 90.0) -> "LocalStandaloneCluster":
+        if self.state_file.exists():
+            try:
+                existing = LocalStandaloneCluster.attach(self.state_dir)
+                if existing.alive_pids():
+                    raise RuntimeError(f"a cluster recorded in {self.state_dir} is still running "
+                                       f"({existing.master_url}); stop it first with `sparkml-dist cluster stop`")
+            except (json.JSONDecodeError, TypeError):
+                pass
+            self.state_file.unlink(missing_ok=True)
+        master_port = self.master_port if self.master_port and _port_free(self.master_port) else _free_port()
+        webui_port = self.webui_port if self.webui_port and _port_free(self.webui_port) else _free_port()
+        if self.master_port and master_port != self.master_port:
+            logger.warning("port %d is busy; the master listens on %d", self.master_port, master_port)
+        self.state = ClusterState(master_port, webui_port, self.workers, self.cores, self.memory,
+                                  str(self.state_dir))
+        env = cluster_env()
+        try:
+            self._spawn("master", [MASTER_CLASS, "--host", HOST, "--port", str(master_port), "--webui-port",
+                                   str(webui_port)], env)
+            for i in range(self.workers):
+                work_dir = self.state_dir / f"work-{i}"
+                work_dir.mkdir(parents=True, exist_ok=True)
+                self._spawn(f"worker-{i}", [WORKER_CLASS, "--host", HOST, "--cores", str(self.cores), "--memory",
+                                            self.memory, "--webui-port", str(_free_port()), "--work-dir",
+                                            str(work_dir), self.state.master_url], env)
+            self.wait_until_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        logger.info("standalone cluster up: %s with %d workers x %d cores (web UI %s)", self.master_url,
+                    self.workers, self.cores, self.state.webui_url)
+        return self
+
+    def master_json(self) -> dict:
+        assert self.state is not None
+        with urllib.request.urlopen(f"{self.state.webui_url}/json", timeout=5) as resp:
+            return json.loads(resp.read().decode())
+
+    def wait_until_ready(self, timeout: float = 90.0) -> dict:
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            dead = [name for name, pid in self.state.pids.items() if not _alive(pid)]
+            if dead:
+                raise RuntimeError(f"{', '.join(dead)} exited during start-up; see {self.state.logs[dead[0]]}:\n"
+                                   + _tail(self.state.logs[dead[0]]))
+            try:
+                info = self.master_json()
+                alive = [w for w in info.get("workers", []) if w.get("state") == "ALIVE"]
+                if len(alive) >= self.state.workers:
+                    return info
+            except OSError as exc:
+                last_error = exc
+            time.sleep(0.5)
+        raise TimeoutError(f"the standalone cluster did not register {self.state.workers} workers within {timeout} s "
+                           f"(last error: {last_error}); logs in {self.state_dir / 'logs'}")
+
+    def alive_pids(self) -> dict[str, int]:
+        return {n: p for n, p in (self.state.pids if self.state else {}).items() if _alive(p)}
+
+    def status(self) -> dict:
+        out = {"master_url": self.master_url, "webui": self.state.webui_url, "pids": self.state.pids,
+               "alive": sorted(self.alive_pids())}
+        try:
+            info = self.master_json()
+            out["workers"] = [{"id": w["id"], "state": w["state"], "cores": w["cores"], "memory": w["memory"]}
+                              for w in info.get("workers", [])]
+            out["status"] = info.get("status")
+        except OSError as exc:
+            out["status"] = f"unreachable ({exc})"
+        return out
+
+    def stop(self, timeout: float = 20.0) -> list[int]:
+        """Stop exactly the recorded pids (workers first), SIGKILL what outlives ``timeout``."""
+        if self.state is None:
+            return []
+        names = sorted(self.state.pids, key=lambda n: n == "master")
+        stopped = []
+        for name in names:
+            pid = self.state.pids[name]
+            if _alive(pid):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                    stopped.append(pid)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for pid in stopped:
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self.state_file.unlink(missing_ok=True)
+        logger.info("stopped standalone cluster (pids %s)", stopped)
+        return stopped
+
+    def __enter__(self) -> "LocalStandaloneCluster":
+        return self.start() if self.state is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap our own children so they do not linger as zombies
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie of another parent still answers kill(0)
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _tail(path: str, lines: int = 30) -> str:
+    try:
+        return "".join(Path(path).read_text(errors="replace").splitlines(keepends=True)[-lines:])
+    except OSError:
+        return ""
+
+
+def spark_submit(script: str, args: list[str] | None = None, master: str = "local[2]",
+                 conf: dict[str, str] | None = None, timeout: float = 600.0,
+                 cwd: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``spark-submit`` (pyspark's own) on ``script``; returns the completed process (output captured)."""
+    log4j = Path(__file__).resolve().parents[2] / "conf" / "log4j2.properties"
+    cmd = [os.path.join(spark_home(), "bin", "spark-submit"), "--master", master,
+           "--conf", f"spark.driver.host={HOST}", "--conf", f"spark.driver.bindAddress={HOST}",
+           "--conf", "spark.ui.enabled=false", "--conf", "spark.ui.showConsoleProgress=false"]
+    if log4j.is_file():
+        cmd += ["--driver-java-options", f"-Dlog4j.configurationFile=file:{log4j}"]
+    for key, value in (conf or {}).items():
+        cmd += ["--conf", f"{key}={value}"]
+    cmd += [script, *(args or [])]
+    return subprocess.run(cmd, env=cluster_env(), capture_output=True, text=True, timeout=timeout, cwd=cwd)

@@ -1,0 +1,95 @@
+"""Barrier collectives on real Spark barrier tasks."""
+
+import time
+
+import numpy as np
+import pytest
+
+from sparkml_dist.runtime.barrier import BarrierTaskError, InsufficientSlotsError, available_slots, run_barrier
+
+
+def test_collectives_give_every_rank_the_same_answer(spark):
+    def fn(ctx):
+        small = ctx.allreduce(np.arange(4, dtype=np.float64) * (ctx.rank + 1))
+        big = ctx.allreduce(np.full(500_000, float(ctx.rank + 1)))  # 4 MB
+        mx = ctx.allreduce(np.array([ctx.rank, -ctx.rank]), op="max")
+        gathered = ctx.allgather({"rank": ctx.rank})
+        value = ctx.broadcast("from-root" if ctx.rank == 1 else None, root=1)
+        ctx.barrier()
+        return small, float(big.sum()), mx, gathered, value, ctx.world_size
+
+    results = run_barrier(fn, 2, spark=spark)
+    assert len(results) == 2
+    for small, big_sum, mx, gathered, value, world in results:
+        np.testing.assert_allclose(small, np.arange(4) * 3.0)
+        assert big_sum == pytest.approx(500_000 * 3.0)
+        np.testing.assert_array_equal(mx, [1, 0])
+        assert gathered == [{"rank": 0}, {"rank": 1}]
+        assert value == "from-root" and world == 2
+    assert [s["rank"] for s in results.stats] == [0, 1]
+    assert all(s["bytes_sent"] > 4_000_000 for s in results.stats)  # the big allreduce is accounted
+
+
+def test_allreduce_does_not_modify_the_callers_array(spark):
+    def fn(ctx):
+        local = np.ones(3)
+        total = ctx.allreduce(local)
+        return local, total
+
+    for local, total in run_barrier(fn, 2, spark=spark):
+        np.testing.assert_array_equal(local, np.ones(3))
+        np.testing.assert_array_equal(total, np.full(3, 2.0))
+
+
+def test_each_rank_reads_its_own_partition(spark):
+    df = spark.range(0, 1000, 1, 3).selectExpr("id", "cast(id as double) as x")
+
+    def fn(ctx):
+        rows = sum(b.num_rows for b in ctx.batches())
+        return rows, ctx.allreduce(np.array([rows]))[0]
+
+    results = run_barrier(fn, 2, spark=spark, df=df)  # repartitioned to the world size
+    assert sum(r[0] for r in results) == 1000
+    assert all(r[1] == 1000 for r in results)
+
+
+def test_exception_on_one_rank_fails_with_that_ranks_traceback(spark):
+    def fn(ctx):
+        if ctx.rank == 1:
+            raise ValueError("rank one is broken")
+        ctx.barrier()  # rank 0 would wait for rank 1 forever without the failure propagation
+        return "unreachable"
+
+    with pytest.raises(BarrierTaskError, match="rank 1 of 2 failed") as info:
+        run_barrier(fn, 2, spark=spark, timeout=120)
+    assert info.value.rank == 1
+    assert "ValueError: rank one is broken" in info.value.remote_traceback
+
+
+def test_timeout_turns_a_hang_into_an_error(spark):
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="did not finish within 3 s"):
+        run_barrier(lambda ctx: time.sleep(120), 2, spark=spark, timeout=3)
+    assert time.monotonic() - start < 60
+    # the session is still usable afterwards
+    assert run_barrier(lambda ctx: ctx.rank, 2, spark=spark) == [0, 1]
+
+
+def test_more_tasks_than_slots_is_a_clear_error(spark):
+    assert available_slots(spark) == 2
+    start = time.monotonic()
+    with pytest.raises(InsufficientSlotsError, match="needs 3 concurrent task slots but the cluster .* has 2"):
+        run_barrier(lambda ctx: ctx.rank, 3, spark=spark, slot_wait=0)
+    assert time.monotonic() - start < 10
+
+
+def test_spark_rendezvous_fallback(spark):
+    results = run_barrier(lambda ctx: ctx.allreduce(np.ones(2)).tolist(), 2, spark=spark, rendezvous="spark")
+    assert results == [[2.0, 2.0], [2.0, 2.0]]
+
+
+def test_bad_arguments(spark):
+    with pytest.raises(ValueError, match="num_tasks must be a positive integer"):
+        run_barrier(lambda ctx: 0, 0, spark=spark)
+    with pytest.raises(ValueError, match="rendezvous must be 'driver' or 'spark'"):
+        run_barrier(lambda ctx: 0, 1, spark=spark, rendezvous="zk")

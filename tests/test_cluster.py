@@ -1,0 +1,106 @@
+"""A real standalone master + workers (pyspark's bin/spark-class on loopback) and spark-submit against it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sparkml_dist.runtime.cluster import LocalStandaloneCluster, spark_submit
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.cluster
+
+
+def _submit(cluster, script, *args, timeout=300):
+    proc = spark_submit(os.path.join(REPO, "jobs", script), list(args), master=cluster.master_url,
+                        conf={"spark.executor.memory": "768m"}, timeout=timeout, cwd=REPO)
+    assert proc.returncode == 0, f"spark-submit {script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return proc
+
+
+def test_cluster_registers_its_workers(standalone_cluster):
+    status = standalone_cluster.status()
+    assert status["status"] == "ALIVE"
+    assert [w["state"] for w in status["workers"]] == ["ALIVE", "ALIVE"]
+    assert all(w["cores"] == 1 for w in status["workers"])
+    assert sorted(status["alive"]) == ["master", "worker-0", "worker-1"]
+
+
+def test_work_runs_in_separate_executor_jvms(standalone_cluster, tmp_path):
+    out = tmp_path / "diag"
+    _submit(standalone_cluster, "diagnose.py", "--output", str(out), "min_slots=2")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["master"] == standalone_cluster.master_url
+    assert metrics["slots"] == 2
+    executors = {tuple(e) for e in metrics["task_executors"]}
+    assert len(executors) == 2, executors  # two executor JVMs, one per worker
+    assert all(eid not in ("driver", "unknown") for eid, _ in executors)
+    assert len({pid for _, pid in executors}) == 2
+    assert metrics["driver_pid"] not in {pid for _, pid in executors}
+    # the barrier stage spans both executors, and its gloo allreduce works across the JVMs
+    assert len({tuple(e) for e in metrics["barrier_executors"]}) == 2
+    assert metrics["barrier_allreduce"] == [2.0, 1.0]
+
+
+def test_quickstart_job_by_spark_submit_writes_atomically(standalone_cluster, tmp_path):
+    out = tmp_path / "qs"
+    _submit(standalone_cluster, "quickstart.py", "--config", os.path.join(REPO, "conf/jobs/quickstart.yaml"),
+            "--output", str(out), "input.n_rows=4000", "input.num_partitions=2", "params.maxIter=3",
+            "params.adaboostRounds=5")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["rows"] == 4000 and metrics["features"] == 16
+    assert metrics["engines_max_abs_difference"] < 1e-9
+    assert [p for p in os.listdir(tmp_path) if "_tmp" in p] == []
+
+
+def test_failed_submit_leaves_no_output(standalone_cluster, tmp_path):
+    out = tmp_path / "bad"
+    proc = spark_submit(os.path.join(REPO, "jobs", "generate_data.py"),
+                        ["--output", str(out), "input.generator=nosuch"], master=standalone_cluster.master_url,
+                        timeout=300, cwd=REPO)
+    assert proc.returncode != 0
+    assert "input.generator='nosuch': unknown" in proc.stdout + proc.stderr  # spark-submit merges them
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_start_status_stop_manages_exactly_its_pids(tmp_path):
+    env = dict(os.environ, SPARKML_DIST_STATE_DIR=str(tmp_path / "state"))
+    cli = [sys.executable, "-m", "sparkml_dist.cli", "cluster"]
+    start = subprocess.run(cli + ["start", "--workers", "1", "--cores", "1", "--memory", "512m", "--port", "0",
+                                  "--webui-port", "0"], env=env, capture_output=True, text=True, timeout=180)
+    assert start.returncode == 0, start.stderr
+    info = json.loads(start.stdout)
+    pids = list(info["pids"].values())
+    try:
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        status = subprocess.run(cli + ["status"], env=env, capture_output=True, text=True, timeout=60)
+        assert json.loads(status.stdout)["workers"][0]["state"] == "ALIVE"
+        again = subprocess.run(cli + ["start", "--workers", "1", "--port", "0", "--webui-port", "0"], env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode != 0 and "is still running" in again.stderr
+    finally:
+        stop = subprocess.run(cli + ["stop"], env=env, capture_output=True, text=True, timeout=60)
+    assert stop.returncode == 0
+    assert not any(_alive(p) for p in pids)
+    assert subprocess.run(cli + ["status"], env=env, capture_output=True, text=True).returncode == 1
+
+
+def test_bad_cluster_arguments(tmp_path):
+    with pytest.raises(ValueError, match="--workers must be >= 1"):
+        LocalStandaloneCluster(workers=0, state_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="no cluster recorded"):
+        LocalStandaloneCluster.attach(tmp_path / "none")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

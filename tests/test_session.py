@@ -1,0 +1,62 @@
+"""Spark profiles and their precedence (explicit > environment > profile file > defaults)."""
+
+import pytest
+
+from sparkml_dist.runtime.session import DEFAULTS, load_profile, parse_conf_pairs, resolve_settings
+
+
+def test_profiles_exist_for_every_runtime():
+    for name in ("local", "standalone", "yarn", "k8s", "databricks"):
+        settings = load_profile(name)
+        assert settings["profile"] == name
+    assert load_profile("local")["master"] == "local[*]"
+    assert load_profile("local")["conf"]["spark.ui.enabled"] == "false"
+    assert load_profile("standalone")["master"].startswith("spark://127.0.0.1:")
+    databricks = load_profile("databricks")
+    assert databricks["master"] is None and databricks["reuse_active"] is True
+
+
+def test_precedence_explicit_over_env_over_profile(monkeypatch):
+    monkeypatch.delenv("SPARKML_DIST_MASTER", raising=False)
+    monkeypatch.delenv("SPARKML_DIST_CONF", raising=False)
+    base = resolve_settings("local")
+    assert base["conf"]["spark.sql.shuffle.partitions"] == "8"  # from conf/spark/local.yaml
+    assert base["conf"]["spark.python.worker.reuse"] == DEFAULTS["conf"]["spark.python.worker.reuse"]
+
+    monkeypatch.setenv("SPARKML_DIST_MASTER", "local[3]")
+    monkeypatch.setenv("SPARKML_DIST_CONF", "spark.sql.shuffle.partitions=5;spark.x.y=1")
+    env = resolve_settings("local")
+    assert env["master"] == "local[3]"
+    assert env["conf"]["spark.sql.shuffle.partitions"] == "5"
+    assert env["conf"]["spark.x.y"] == "1"
+
+    explicit = resolve_settings("local", master="local[1]", conf={"spark.sql.shuffle.partitions": 7})
+    assert explicit["master"] == "local[1]"
+    assert explicit["conf"]["spark.sql.shuffle.partitions"] == "7"
+
+
+def test_driver_memory_auto_is_sized_for_this_machine():
+    memory = resolve_settings("local")["driver_memory"]
+    assert memory.endswith("g") and 1 <= int(memory[:-1]) <= 16
+
+
+def test_unknown_profile_and_bad_conf_pairs_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown Spark profile 'nope'.*known: .*local"):
+        load_profile("nope")
+    with pytest.raises(ValueError, match="--conf expects key=value, got 'novalue'"):
+        parse_conf_pairs(["novalue"])
+
+
+def test_session_fixture_has_the_profile_settings(spark):
+    conf = spark.sparkContext.getConf()
+    assert spark.version.startswith("4.")
+    assert conf.get("spark.ui.enabled") == "false"
+    assert conf.get("spark.sql.execution.arrow.pyspark.enabled") == "true"
+    assert conf.get("spark.driver.host") == "127.0.0.1"
+    assert spark.sparkContext.master == "local[2]"
+
+
+def test_databricks_profile_reuses_the_active_session(spark):
+    from sparkml_dist.runtime import get_spark
+
+    assert get_spark("databricks") is spark
