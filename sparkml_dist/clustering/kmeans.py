@@ -1,0 +1,250 @@
+"""``KMeans`` / ``KMeansModel``: distributed k-means as a pyspark.ml estimator.
+
+Example
+-------
+>>> from sparkml_dist.clustering import KMeans
+>>> model = KMeans(k=3, seed=1).fit(df)                         # doctest: +SKIP
+>>> model.clusterCenters()                                      # doctest: +SKIP
+>>> model.summary.trainingCost, model.summary.numIter           # doctest: +SKIP
+>>> model.transform(df).select("prediction").show()             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from pyspark import keyword_only
+from pyspark.ml import Estimator, Model
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+
+from sparkml_dist.clustering.engines import run_bsp, run_mapreduce, spec_for
+from sparkml_dist.clustering.lloyd import KMeansConfig, KMeansResult, fit_kmeans
+from sparkml_dist.clustering.params import _KMeansParams
+from sparkml_dist.clustering.transform import with_assignments
+from sparkml_dist.data.validation import DataValidationError, ScanStats, check_columns
+from sparkml_dist.ml.persistence import ArrayPersistable
+
+logger = logging.getLogger(__name__)
+
+
+def data_check(k: int, featuresCol: str, initial_width: int | None = None):
+    """A check on the validated data's statistics run before any training work, on either engine."""
+
+    def check(stats: ScanStats) -> None:
+        if k > stats.rows:
+            raise DataValidationError(f"k={k} is larger than the number of rows ({stats.rows}) in featuresCol="
+                                      f"{featuresCol!r}")
+        if initial_width is not None and initial_width != stats.n_features:
+            raise DataValidationError(f"initialCenters have {initial_width} columns but featuresCol={featuresCol!r} "
+                                      f"has {stats.n_features} features")
+
+    return check
+
+
+def run_engine(engine: str, df, spec, body, args: tuple, check) -> Any:
+    """Run ``body(data, *args)`` on the chosen engine; the result's ``bytes_communicated`` is filled in."""
+    if engine == "bsp":
+        result, nbytes = run_bsp(df, spec, body, args, check)
+        result.bytes_communicated = nbytes
+        return result
+    result, _ = run_mapreduce(df, spec, body, args, check)
+    return result
+
+
+class KMeansSummary:
+    """Training summary of a :class:`KMeansModel`.
+
+    Attributes
+    ----------
+    k : int
+        Number of centres actually found (``< requested k`` only with fewer distinct points, as MLlib).
+    numIter : int
+        Lloyd iterations run.
+    trainingCost : float
+        MLlib's meaning: the weighted cost of the *last assignment step*, against the centres before the last update.
+    inertia : float
+        scikit-learn's meaning: the weighted cost against the final centres.
+    costHistory : list of float
+        ``trainingCost`` of every iteration.
+    iterationTimes : list of float
+        Wall seconds per Lloyd iteration (on rank 0 for the BSP engine).
+    initTime : float
+        Seconds spent initialising the centres.
+    clusterSizes : list of float
+        Weight (row count when unweighted) of each cluster against the final centres.
+    bytesCommunicated : int
+        Bytes of partial statistics and centres moved between tasks and the driver (MapReduce engine: pickled task
+        arguments and results; BSP engine: what every rank sent in its collectives).
+    engine : str
+    converged : bool
+    """
+
+    _FIELDS = ("k", "numIter", "trainingCost", "inertia", "costHistory", "iterationTimes", "initTime",
+               "clusterSizes", "bytesCommunicated", "engine", "converged", "fitTime", "passes")
+
+    def __init__(self, **values: Any):
+        for name in self._FIELDS:
+            setattr(self, name, values.get(name))
+
+    @classmethod
+    def from_result(cls, result: KMeansResult, engine: str, fit_time: float) -> "KMeansSummary":
+        return cls(k=len(result.centers), numIter=result.num_iter, trainingCost=result.training_cost,
+                   inertia=result.inertia, costHistory=result.cost_history, iterationTimes=result.iteration_seconds,
+                   initTime=result.init_seconds, clusterSizes=result.cluster_sizes,
+                   bytesCommunicated=result.bytes_communicated, engine=engine, converged=result.converged,
+                   fitTime=fit_time, passes=result.passes)
+
+    def asDict(self) -> dict:
+        return {name: getattr(self, name) for name in self._FIELDS}
+
+    def __repr__(self) -> str:
+        return (f"KMeansSummary(k={self.k}, numIter={self.numIter}, trainingCost={self.trainingCost:.6g}, "
+                f"inertia={self.inertia:.6g}, engine={self.engine!r})")
+
+
+class KMeansModel(Model, _KMeansParams, ArrayPersistable):
+    """A fitted :class:`KMeans`: the centres, a vectorised ``transform`` and the training summary."""
+
+    def __init__(self, centers: np.ndarray | None = None, summary: KMeansSummary | None = None):
+        super().__init__()
+        self._centers = None if centers is None else np.asarray(centers, dtype=np.float64)
+        self._summary = summary
+
+    def clusterCenters(self) -> list[np.ndarray]:
+        """The centres as a list of arrays (MLlib's return type); unit vectors for cosine."""
+        return [c.copy() for c in self._centers]
+
+    @property
+    def centers(self) -> np.ndarray:
+        """The centres as one ``k x d`` array."""
+        return self._centers.copy()
+
+    @property
+    def hasSummary(self) -> bool:
+        return self._summary is not None
+
+    @property
+    def summary(self) -> KMeansSummary:
+        if self._summary is None:
+            raise RuntimeError("no training summary available for this KMeansModel")
+        return self._summary
+
+    def _cosine(self) -> bool:
+        return self.getDistanceMeasure() == "cosine"
+
+    def predict(self, value) -> int:
+        """Cluster index of one feature vector."""
+        from sparkml_dist.clustering.kernels import predict, unit_rows
+
+        x = np.asarray(value.toArray() if hasattr(value, "toArray") else value, dtype=np.float64)[None, :]
+        C = unit_rows(self._centers) if self._cosine() else self._centers
+        return int(predict(x, C, self._cosine())[0])
+
+    def _transform(self, dataset):
+        return with_assignments(dataset, self.getFeaturesCol(), self.getPredictionCol(), self._centers,
+                                self._cosine())
+
+    def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        extra = {"summary": self._summary.asDict() if self._summary is not None else None}
+        return {"centers": self._centers}, extra
+
+    @classmethod
+    def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> "KMeansModel":
+        summary = KMeansSummary(**extra["summary"]) if extra.get("summary") else None
+        return cls(arrays["centers"], summary)
+
+
+class KMeans(Estimator, _KMeansParams, DefaultParamsReadable, DefaultParamsWritable):
+    """Distributed k-means (k-means|| or k-means++ initialisation, then Lloyd) as a ``pyspark.ml`` estimator.
+
+    Defaults are MLlib ``pyspark.ml.clustering.KMeans``'s: ``k=2, maxIter=20, tol=1e-4, initMode="k-means||",
+    initSteps=2, distanceMeasure="euclidean"``, weights unset; ``seed`` is a fixed default (see
+    :mod:`sparkml_dist.clustering.params`).
+
+    Parameters
+    ----------
+    k : int
+        Number of clusters, >= 2 and at most the number of rows.
+    maxIter : int
+        Maximum Lloyd iterations.
+    tol : float
+        Convergence when every centre moved by at most ``tol`` (euclidean distance; ``1 - cos`` for cosine) -- an
+        absolute move like MLlib's, not scikit-learn's variance-relative ``tol``.
+    initMode : {"k-means||", "k-means++", "random"}
+        ``k-means||``: MLlib's scalable k-means++ (``initSteps`` oversampling passes keeping a row with probability
+        ``2 k cost / sum cost``, deduplication, weighted local k-means++ and 30 local Lloyd steps);
+        ``k-means++``: exact distributed k-means++, one pass per centre (small data); ``random``: ``k`` distinct
+        rows. With fewer than ``k`` distinct points, ``k-means||``/``k-means++`` give fewer than ``k`` centres, as
+        MLlib does (``summary.k`` says how many).
+    initSteps : int
+        Oversampling passes of k-means||.
+    seed : int, optional
+        Random seed of the initialisation.
+    featuresCol, predictionCol : str
+        Input ``Vector``/``array<double>`` column and output ``int`` column.
+    weightCol : str, optional
+        Non-negative row weights (all rows weigh 1 when unset).
+    distanceMeasure : {"euclidean", "cosine"}
+        Cosine works on directions: centres are unit vectors, cost is ``1 - cos``; zero vectors are rejected.
+    initialCenters : list of list of float, optional
+        ``k x d`` starting centres (then ``initMode`` is not used).
+    engine : {"mapreduce", "bsp"}
+        ``mapreduce``: the data is converted once into resident numpy blocks on the executors, and every iteration
+        is one Spark job whose tasks return ``(k x d sums, k counts, cost)``, combined by ``treeReduce``.
+        ``bsp``: one barrier stage loads each partition once and runs the whole loop, combining the same partial
+        statistics with a gloo allreduce (needs one free task slot per partition). Same numbers either way.
+
+    Notes
+    -----
+    Distances are computed by GEMM (``||x||^2 + ||c||^2 - 2 x.c``) over row chunks of each partition. An empty
+    cluster keeps its previous centre (MLlib; scikit-learn instead moves it to a far point).
+    ``summary.trainingCost`` follows MLlib (cost of the last assignment step), ``summary.inertia`` scikit-learn
+    (cost against the returned centres).
+
+    References
+    ----------
+    Bahmani, Moseley, Vattani, Kumar, Vassilvitskii. Scalable K-Means++. VLDB 2012.
+    """
+
+    @keyword_only
+    def __init__(self, *, k: int = 2, maxIter: int = 20, tol: float = 1e-4, initMode: str = "k-means||",
+                 initSteps: int = 2, seed: int | None = None, featuresCol: str = "features",
+                 predictionCol: str = "prediction", weightCol: str | None = None,
+                 distanceMeasure: str = "euclidean", initialCenters: list | None = None,
+                 engine: str = "mapreduce") -> None:
+        super().__init__()
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, *, k: int = 2, maxIter: int = 20, tol: float = 1e-4, initMode: str = "k-means||",
+                  initSteps: int = 2, seed: int | None = None, featuresCol: str = "features",
+                  predictionCol: str = "prediction", weightCol: str | None = None,
+                  distanceMeasure: str = "euclidean", initialCenters: list | None = None,
+                  engine: str = "mapreduce") -> "KMeans":
+        """Set Params by keyword (``None`` leaves a Param at its default)."""
+        return self._set(**{k_: v for k_, v in self._input_kwargs.items() if v is not None})
+
+    def config(self) -> KMeansConfig:
+        centers = self.getInitialCenters()
+        return KMeansConfig(k=self.getK(), max_iter=self.getMaxIter(), tol=self.getTol(),
+                            init_mode=self.getInitMode(), init_steps=self.getInitSteps(), seed=self.getSeed(),
+                            cosine=self.getDistanceMeasure() == "cosine",
+                            initial_centers=None if centers is None else np.asarray(centers, dtype=np.float64),
+                            featuresCol=self.getFeaturesCol())
+
+    def _fit(self, dataset) -> KMeansModel:
+        start = time.perf_counter()
+        self._check_params()
+        spec = spec_for(self.getFeaturesCol(), self.weight_column())
+        check_columns(dataset, spec)  # schema only: no Spark job yet
+        cfg = self.config()
+        width = None if cfg.initial_centers is None else cfg.initial_centers.shape[1]
+        result = run_engine(self.getEngine(), dataset, spec, fit_kmeans, (cfg,),
+                            data_check(cfg.k, spec.featuresCol, width))
+        summary = KMeansSummary.from_result(result, self.getEngine(), time.perf_counter() - start)
+        logger.info("kmeans (%s): k=%d, %d iterations, trainingCost=%.6g, %.2fs", self.getEngine(), summary.k,
+                    summary.numIter, summary.trainingCost, summary.fitTime)
+        return self._copyValues(KMeansModel(result.centers, summary))
