@@ -1,0 +1,185 @@
+"""Distributed kernel-SVM trainers behind :class:`~sparkml_dist.classification.svm.CascadeSVC`.
+
+Each partition is a node holding resident float64 rows (:func:`sparkml_dist.data.blocks.to_blocks`) with global row
+ids; nodes train libsvm locally (:func:`~sparkml_dist.classification.kernel_svm.train_local`) and exchange only
+support vectors. Multi-class problems are solved one-vs-one inside libsvm, so a node passes on the union of the SVs of
+all its pairwise problems -- a superset of what each pair needs, which keeps every pair's optimum intact.
+
+``cascade`` (Graf, Cosatto, Bottou, Durdanovic, Vapnik, NIPS 2004): layer 1 trains every partition; SV sets are merged
+pairwise up a binary tree (each merge retrains on the union, the pairs of a layer in parallel as Spark tasks) to one
+SVM; its SVs are fed back into every partition for another pass, until the top SVM's dual objective changes by less
+than ``tol`` (relative) or ``maxPasses`` passes were made.
+
+``mrsmo`` (Alham et al. 2011): the same cascade, one pass, no feedback.
+
+``dpsvm`` (Lu, Roychowdhury, Vandenberghe 2008): every round each node trains on its own rows plus the SVs its
+in-neighbours (ring: node ``i-1``; complete: all others) found in the previous round, until no node's SV set changes;
+the final SVM is trained on the union of the nodes' final SV sets.
+
+Partitions with no rows are skipped. A node whose rows hold a single class cannot train; it passes all its rows on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sparkml_dist.classification.kernel_svm import KernelSpec, SVCSolution, SVSet, train_local
+from sparkml_dist.runtime.logs import ProgressReporter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SolverConfig:
+    """What every node needs to train: kernel, ``C``, libsvm cache and iteration cap."""
+
+    kernel: KernelSpec
+    C: float
+    cache_size: float = 500.0
+    max_iter: int = -1
+
+
+@dataclass
+class CascadeResult:
+    """The final SVM and how the distributed training went."""
+
+    solution: SVCSolution
+    passes: int
+    converged: bool
+    history: list[dict] = field(default_factory=list)
+
+
+def _block_rows(block, offsets: dict[int, int]) -> SVSet:
+    start = offsets[block.partition]
+    return SVSet(np.arange(start, start + block.n_rows, dtype=np.int64), np.asarray(block.X, dtype=np.float64),
+                 np.asarray(block.y).astype(np.int64))
+
+
+def _train_leaf(block, offsets: dict[int, int], extra: SVSet | None, cfg: SolverConfig):
+    """Layer-1 node: local rows (plus the fed-back SVs) -> its SVs and objective."""
+    if block.n_rows == 0:
+        return None
+    rows = _block_rows(block, offsets)
+    if extra is not None and len(extra):
+        rows = rows.union(extra)
+    start = time.perf_counter()
+    svs, sol = train_local(rows, cfg.kernel, cfg.C, cfg.cache_size, cfg.max_iter)
+    return block.partition, svs, sol, len(rows), time.perf_counter() - start
+
+
+def _train_merge(sets: list[SVSet], cfg: SolverConfig):
+    rows = sets[0].union(*sets[1:])
+    start = time.perf_counter()
+    svs, sol = train_local(rows, cfg.kernel, cfg.C, cfg.cache_size, cfg.max_iter)
+    return svs, sol, len(rows), time.perf_counter() - start
+
+
+def _reduce_tree(sc, level: list[SVSet], cfg: SolverConfig) -> tuple[SVSet, SVCSolution | None, list[int]]:
+    """Merge SV sets pairwise, layer by layer, each layer's merges as parallel Spark tasks; the top SVM."""
+    sizes = []
+    sol = None
+    if len(level) == 1:  # a single node: its local SVM is the top (retrain so that the solution exists)
+        svs, sol, n, _ = _train_merge(level, cfg)
+        return svs, sol, [n]
+    while len(level) > 1:
+        groups = [level[i:i + 2] for i in range(0, len(level), 2)]
+        results = sc.parallelize(groups, len(groups)).map(lambda g: _train_merge(g, cfg)).collect()
+        sizes.extend(r[2] for r in results)
+        level = [r[0] for r in results]
+        sol = results[-1][1] if len(results) == 1 else None
+    return level[0], sol, sizes
+
+
+def _same_ids(a: SVSet, b: SVSet) -> bool:
+    return np.array_equal(np.sort(a.ids), np.sort(b.ids))
+
+
+def _require_solution(sol: SVCSolution | None) -> SVCSolution:
+    if sol is None:
+        raise ValueError("the merged support-vector set holds a single class; no SVM can be trained")
+    return sol
+
+
+def fit_cascade(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: int, tol: float,
+                feedback: bool = True) -> CascadeResult:
+    """Cascade SVM; ``feedback=False`` is MRSMO's single pass."""
+    sc = blocks.spark.sparkContext
+    passes = max_passes if feedback else 1
+    progress = ProgressReporter("cascade-svm" if feedback else "mrsmo", total=passes, rows=blocks.num_rows,
+                                logger=logger)
+    final = None
+    prev_obj = None
+    converged = False
+    sol = None
+    for p in range(passes):
+        leaves = [r for r in blocks.map(_train_leaf, offsets, final, cfg) if r is not None]
+        leaf_sets = [r[1] for r in leaves]
+        top, sol, merge_sizes = _reduce_tree(sc, leaf_sets, cfg)
+        sol = _require_solution(sol)
+        obj = sol.objective
+        change = abs(obj - prev_obj) / max(abs(obj), 1e-300) if prev_obj is not None else float("inf")
+        same_set = final is not None and _same_ids(final, top)
+        progress.step(objective=obj, relative_change=change, n_sv=len(top),
+                      leaf_sv=int(sum(len(s) for s in leaf_sets)), leaf_rows=int(sum(r[3] for r in leaves)),
+                      leaf_seconds=float(max(r[4] for r in leaves)), merge_rows=int(sum(merge_sizes)))
+        final = top
+        if change < tol or same_set:
+            converged = True
+            break
+        prev_obj = obj
+    if not feedback:
+        converged = True  # MRSMO is a single pass by definition
+    return CascadeResult(sol, len(progress.history), converged, progress.history)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# DPSVM
+# ---------------------------------------------------------------------------------------------------------------
+def in_neighbours(sites: list[int], topology: str) -> dict[int, list[int]]:
+    """Who sends SVs to whom: ring (``i-1 -> i``) or complete (everyone else)."""
+    if topology == "complete":
+        return {s: [t for t in sites if t != s] for s in sites}
+    return {s: [sites[(k - 1) % len(sites)]] for k, s in enumerate(sites)}
+
+
+def _dp_node(block, offsets: dict[int, int], incoming: dict[int, SVSet], cfg: SolverConfig):
+    if block.n_rows == 0:
+        return None
+    rows = _block_rows(block, offsets)
+    extra = incoming.get(block.partition)
+    if extra is not None and len(extra):
+        rows = rows.union(extra)
+    svs, sol = train_local(rows, cfg.kernel, cfg.C, cfg.cache_size, cfg.max_iter)
+    return block.partition, svs, (sol.objective if sol is not None else float("nan")), len(rows)
+
+
+def fit_dpsvm(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: int, topology: str,
+              tol: float) -> CascadeResult:
+    sc = blocks.spark.sparkContext
+    sites = [t[0] for t in blocks.tokens if t[3] > 0]
+    neighbours = in_neighbours(sites, topology)
+    max_rounds = max_passes * max(len(sites), 1) if topology == "ring" else max_passes
+    progress = ProgressReporter("dpsvm", total=max_rounds, rows=blocks.num_rows, logger=logger)
+    current: dict[int, SVSet] = {}
+    converged = False
+    for _ in range(max_rounds):
+        incoming = {s: SVSet.empty(blocks.n_features).union(*[current[t] for t in neighbours[s] if t in current])
+                    for s in sites} if current else {}
+        results = {r[0]: r for r in blocks.map(_dp_node, offsets, incoming, cfg) if r is not None}
+        new = {s: results[s][1] for s in sites}
+        changed = [s for s in sites if s not in current or not _same_ids(current[s], new[s])]
+        progress.step(changed=len(changed), n_sv=int(sum(len(v) for v in new.values())),
+                      objective=float(np.nansum([results[s][2] for s in sites])))
+        current = new
+        if not changed:
+            converged = True
+            break
+    if not converged:
+        logger.warning("dpsvm: SV sets still changing after %d rounds (raise maxPasses)", max_rounds)
+    union = SVSet.empty(blocks.n_features).union(*current.values())
+    _, sol, n, _ = sc.parallelize([[union]], 1).map(lambda g: _train_merge(g, cfg)).collect()[0]
+    return CascadeResult(_require_solution(sol), len(progress.history), converged, progress.history)
