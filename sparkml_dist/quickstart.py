@@ -34,7 +34,7 @@ def _moments_mapreduce(blocks) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _moments_bsp(spark, df, num_tasks: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    from sparkml_dist.data.blocks import arrow_to_block
+    from sparkml_dist.data.blocks import arrow_to_block, select_for_arrow
     from sparkml_dist.data.validation import ColumnSpec
     from sparkml_dist.runtime.barrier import run_barrier
 
@@ -47,7 +47,7 @@ def _moments_bsp(spark, df, num_tasks: int) -> tuple[np.ndarray, np.ndarray, dic
         total = ctx.allreduce(np.concatenate([[X.shape[0]], X.sum(axis=0), (X * X).sum(axis=0)]))
         return total
 
-    results = run_barrier(fn, num_tasks, spark=spark, df=df.select("features"))
+    results = run_barrier(fn, num_tasks, spark=spark, df=select_for_arrow(df, spec))
     total = results[0]
     d = (len(total) - 1) // 2
     n = total[0]

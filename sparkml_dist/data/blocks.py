@@ -313,9 +313,25 @@ class BlockSet:
         self.unpersist()
 
 
-def _select(df, spec: ColumnSpec):
+def select_for_arrow(df, spec: ColumnSpec, sparse: bool = False, dtype=np.float64):
+    """Check the columns (no Spark job) and select them in the form that crosses to Python fastest.
+
+    Dense input goes through ``vector_to_array`` in the JVM: measured here, Arrow conversion of ``array<double>`` is
+    about 5x faster than of the Vector UDT's struct. With ``sparse=True`` the struct is kept, so sparse vectors stay
+    sparse. Use it for the DataFrame of a barrier stage too (``run_barrier(df=select_for_arrow(df, spec))``).
+    """
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.ml.linalg import VectorUDT
+
     check_columns(df, spec)
-    return df.select(*spec.columns())
+    cols = []
+    for name in spec.columns():
+        if name == spec.featuresCol and isinstance(df.schema[name].dataType, VectorUDT) and not sparse:
+            kind = "float32" if np.dtype(dtype) == np.float32 else "float64"
+            cols.append(vector_to_array(df[name], kind).alias(name))
+        else:
+            cols.append(df[name])
+    return df.select(*cols)
 
 
 def to_blocks(df, featuresCol: str = "features", labelCol: str | None = None, weightCol: str | None = None,
@@ -330,7 +346,7 @@ def to_blocks(df, featuresCol: str = "features", labelCol: str | None = None, we
     from pyspark import StorageLevel
 
     spec = ColumnSpec(featuresCol, labelCol, weightCol, labelKind)
-    selected = _select(df, spec)
+    selected = select_for_arrow(df, spec, sparse, dtype)
     if numPartitions is not None and numPartitions != selected.rdd.getNumPartitions():
         selected = selected.repartition(numPartitions)
     set_id = uuid.uuid4().hex[:16]
@@ -374,7 +390,7 @@ def validate_dataframe(df, featuresCol: str = "features", labelCol: str | None =
                        weightCol: str | None = None, labelKind: str | None = "classes") -> ScanStats:
     """Run the checks of :func:`to_blocks` without keeping any blocks; returns the merged :class:`ScanStats`."""
     spec = ColumnSpec(featuresCol, labelCol, weightCol, labelKind)
-    selected = _select(df, spec)
+    selected = select_for_arrow(df, spec)
 
     def scan(batches):
         import pyarrow as pa

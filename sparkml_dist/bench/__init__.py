@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): every algorithm beside its baselines on the same data and cores, reported as ratios."""
