@@ -149,6 +149,10 @@ def get_spark(profile: str | None = None, *, master: str | None = None, app_name
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
+    log4j = conf_dir() / "log4j2.properties"
+    if log4j.is_file() and "spark.driver.extraJavaOptions" not in settings["conf"]:
+        # WARN from the first line of the driver's own log (it starts before setLogLevel can run)
+        settings["conf"]["spark.driver.extraJavaOptions"] = f"-Dlog4j.configurationFile=file:{log4j}"
     builder = SparkSession.builder.appName(settings["app_name"])
     if settings.get("master"):
         builder = builder.master(settings["master"])
