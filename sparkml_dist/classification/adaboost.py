@@ -24,9 +24,11 @@ from pyspark.ml.linalg import DenseVector, Vectors
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from sparkml_dist.classification.boosting import TRAINERS, StumpEnsemble
+from sparkml_dist.classification.boosting_bsp import fit_exact_bsp
 from sparkml_dist.classification.params import AdaBoostParams, check_adaboost_params, check_classes
 from sparkml_dist.classification.prediction_columns import add_prediction_columns
 from sparkml_dist.data.blocks import to_blocks
+from sparkml_dist.data.validation import ColumnSpec
 from sparkml_dist.ml.persistence import ArrayPersistable
 
 logger = logging.getLogger(__name__)
@@ -54,6 +56,10 @@ class AdaBoostClassifier(Estimator, AdaBoostParams, DefaultParamsReadable, Defau
     algorithm : {"exact", "lazarevic", "pl"}, default "exact"
         ``exact``: centralised AdaBoost with one MapReduce pass per round. ``lazarevic``: Lazarevic & Obradovic's
         site ensembles. ``pl``: AdaBoost.PL (one pass, approximate). See :mod:`sparkml_dist.classification.boosting`.
+    engine : {"mapreduce", "bsp"}, default "mapreduce"
+        For ``exact``: ``mapreduce`` runs one Spark job per round over blocks resident on the executors;
+        ``bsp`` runs the whole loop in one barrier stage with the histograms allreduced (much less scheduling per
+        round; needs as many free task slots as ranks). Same stumps either way.
     seed : int
         scikit-learn's ``random_state``: it fixes the order features are visited in, which decides between exactly
         tied stumps (e.g. two features splitting the data the same way). Same seed, same stumps as scikit-learn.
@@ -90,7 +96,7 @@ class AdaBoostClassifier(Estimator, AdaBoostParams, DefaultParamsReadable, Defau
     def __init__(self, *, featuresCol: str = "features", labelCol: str = "label", weightCol: str | None = None,
                  predictionCol: str = "prediction", rawPredictionCol: str = "rawPrediction",
                  probabilityCol: str = "probability", maxIter: int = 50, learningRate: float = 1.0,
-                 maxBins: int = 256, algorithm: str = "exact", seed: int | None = None,
+                 maxBins: int = 256, algorithm: str = "exact", engine: str = "mapreduce", seed: int | None = None,
                  numPartitions: int = 0) -> None:
         super().__init__()
         self.setParams(**self._input_kwargs)
@@ -99,7 +105,7 @@ class AdaBoostClassifier(Estimator, AdaBoostParams, DefaultParamsReadable, Defau
     def setParams(self, *, featuresCol: str = "features", labelCol: str = "label", weightCol: str | None = None,
                   predictionCol: str = "prediction", rawPredictionCol: str = "rawPrediction",
                   probabilityCol: str = "probability", maxIter: int = 50, learningRate: float = 1.0,
-                  maxBins: int = 256, algorithm: str = "exact", seed: int | None = None,
+                  maxBins: int = 256, algorithm: str = "exact", engine: str = "mapreduce", seed: int | None = None,
                   numPartitions: int = 0) -> "AdaBoostClassifier":
         return self._set(**self._input_kwargs)
 
@@ -115,6 +121,9 @@ class AdaBoostClassifier(Estimator, AdaBoostParams, DefaultParamsReadable, Defau
     def setAlgorithm(self, value: str) -> "AdaBoostClassifier":
         return self._set(algorithm=value)
 
+    def setEngine(self, value: str) -> "AdaBoostClassifier":
+        return self._set(engine=value)
+
     def setSeed(self, value: int) -> "AdaBoostClassifier":
         return self._set(seed=value)
 
@@ -122,16 +131,23 @@ class AdaBoostClassifier(Estimator, AdaBoostParams, DefaultParamsReadable, Defau
         check_adaboost_params(self)
         weight_col = self.getOrDefault(self.weightCol) if self.isDefined(self.weightCol) else None
         start = time.perf_counter()
-        with to_blocks(dataset, self.getFeaturesCol(), self.getLabelCol(), weight_col or None, dtype=np.float32,
-                       numPartitions=self.getNumPartitions() or None) as blocks:
-            n_classes = check_classes(blocks.stats.label_counts, self.getLabelCol())
-            weight_sum = blocks.stats.weight_sum if weight_col else float(blocks.num_rows)
-            # sklearn's random_state: a Param default seed is a hash of the class name, fine as an integer seed
-            seed = int(self.getSeed()) % (2 ** 32) if self.getSeed() is not None else None
-            ensemble = TRAINERS[self.getAlgorithm()](blocks, n_classes, self.getMaxIter(), self.getLearningRate(),
-                                                     self.getMaxBins(), seed, weight_sum)
-        logger.info("adaboost %s: %d rounds on %d rows in %.2fs", self.getAlgorithm(), len(ensemble.alpha),
-                    blocks.num_rows, time.perf_counter() - start)
+        # sklearn's random_state; a Param default seed is a hash of the class name, fine as an integer seed
+        seed = int(self.getSeed()) % (2 ** 32) if self.getSeed() is not None else None
+        if self.getEngine() == "bsp":
+            spec = ColumnSpec(self.getFeaturesCol(), self.getLabelCol(), weight_col or None, "classes")
+            data = dataset.repartition(self.getNumPartitions()) if self.getNumPartitions() else dataset
+            ensemble, rows = fit_exact_bsp(data, spec, self.getMaxIter(), self.getLearningRate(), self.getMaxBins(),
+                                           seed)
+        else:
+            with to_blocks(dataset, self.getFeaturesCol(), self.getLabelCol(), weight_col or None, dtype=np.float32,
+                           numPartitions=self.getNumPartitions() or None) as blocks:
+                n_classes = check_classes(blocks.stats.label_counts, self.getLabelCol())
+                weight_sum = blocks.stats.weight_sum if weight_col else float(blocks.num_rows)
+                ensemble = TRAINERS[self.getAlgorithm()](blocks, n_classes, self.getMaxIter(),
+                                                         self.getLearningRate(), self.getMaxBins(), seed, weight_sum)
+                rows = blocks.num_rows
+        logger.info("adaboost %s/%s: %d rounds on %d rows in %.2fs", self.getAlgorithm(), self.getEngine(),
+                    len(ensemble.alpha), rows, time.perf_counter() - start)
         model = AdaBoostClassificationModel._from_ensemble(ensemble)
         return self._copyValues(model)
 

@@ -159,6 +159,35 @@ def samme_weight(err: float, n_classes: int, learning_rate: float) -> float:
     return float(learning_rate * (np.log((1.0 - err) / err) + np.log(n_classes - 1.0)))
 
 
+def samme_step(stump: Stump, n_classes: int, learning_rate: float, hypotheses: list,
+               progress: ProgressReporter | None = None) -> tuple[Stump, float, float] | None:
+    """Book one round's stump the way scikit-learn's ``_boost_discrete`` does; ``(stump, alpha, norm)`` for the
+    weight update, or None when boosting stops. ``norm`` is the sum of the reweighted weights, known from the
+    histogram (correct mass + miss mass * e^alpha), so no pass over the data is needed for it."""
+    err = stump.miss_weight / stump.total_weight
+    if err <= 0:
+        hypotheses.append(([stump], [1.0], 1.0, 0.0))
+        if progress is not None:
+            progress.step(error=0.0, alpha=1.0, feature=stump.feature)
+        return None
+    if err >= 1.0 - 1.0 / n_classes:
+        if not hypotheses:
+            raise ValueError(f"the first stump is no better than chance (weighted error {err:.4f} >= 1 - 1/K); "
+                             "AdaBoost cannot be fit")
+        logger.info("adaboost: stop at round %d, stump error %.4f >= 1 - 1/K", len(hypotheses) + 1, err)
+        return None
+    alpha = samme_weight(err, n_classes, learning_rate)
+    hypotheses.append(([stump], [1.0], alpha, err))
+    if progress is not None:
+        progress.step(error=err, alpha=alpha, feature=stump.feature)
+    norm = (stump.total_weight - stump.miss_weight) + stump.miss_weight * np.exp(alpha)
+    if not np.isfinite(norm) or norm <= 0:
+        logger.warning("adaboost: sample weights overflowed at round %d; stopping (lower learningRate)",
+                       len(hypotheses))
+        return None
+    return stump, alpha, norm
+
+
 def _clip(w: np.ndarray, zero: np.ndarray | None) -> np.ndarray:
     """sklearn clips tiny weights to eps each round (issue #20320), except weights that were zero to begin with."""
     out = np.clip(w, _EPS, None)
@@ -206,23 +235,16 @@ def boost_local(X32: np.ndarray, y: np.ndarray, w: np.ndarray, n_classes: int, r
     y = np.asarray(y, dtype=np.int64)
     zero = w == 0
     w = w / w.sum()
-    out = []
+    hypotheses: list = []
     for t in range(rounds):
         w = _clip(w, zero)
         hist = class_histogram(bins, y, w, binning.n_bins, n_classes)
         stump = best_stump(hist, binning, sklearn_feature_order(constant, seeds[t]))
-        err = stump.miss_weight / stump.total_weight
-        if err <= 0:
-            out.append((stump, 1.0, 0.0))
+        update = samme_step(stump, n_classes, learning_rate, hypotheses)
+        if update is None or t == rounds - 1:
             break
-        if err >= 1.0 - 1.0 / n_classes:
-            break
-        alpha = samme_weight(err, n_classes, learning_rate)
-        out.append((stump, alpha, err))
-        if t < rounds - 1:
-            w = _reweight(w, alpha, stump.predict_bins(bins) != y)
-            w = w / w.sum()
-    return out
+        w = _reweight(w, update[1], stump.predict_bins(bins) != y) / update[2]
+    return [(h[0][0], h[2], h[3]) for h in hypotheses]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -284,31 +306,14 @@ def fit_exact(blocks, n_classes: int, rounds: int, learning_rate: float, max_bin
     constant = binning.constant_features()
     seeds = tree_seeds(seed, rounds)
     progress = ProgressReporter("adaboost", total=rounds, rows=blocks.num_rows, logger=logger)
-    hypotheses = []
+    hypotheses: list = []
     for t in range(rounds):
         if t > 0:
             hist = blocks.aggregate(_exact_round, key, n_bins, n_classes, update)
         stump = best_stump(hist, binning, sklearn_feature_order(constant, seeds[t]))
-        err = stump.miss_weight / stump.total_weight
-        if err <= 0:
-            hypotheses.append(([stump], [1.0], 1.0, 0.0))
-            progress.step(error=0.0, alpha=1.0, feature=stump.feature)
+        update = samme_step(stump, n_classes, learning_rate, hypotheses, progress)
+        if update is None:
             break
-        if err >= 1.0 - 1.0 / n_classes:
-            if not hypotheses:
-                raise ValueError("the first stump is no better than chance (weighted error "
-                                 f"{err:.4f} >= 1 - 1/K); AdaBoost cannot be fit")
-            logger.info("adaboost: stop at round %d, stump error %.4f >= 1 - 1/K", t + 1, err)
-            break
-        alpha = samme_weight(err, n_classes, learning_rate)
-        hypotheses.append(([stump], [1.0], alpha, err))
-        progress.step(error=err, alpha=alpha, feature=stump.feature)
-        # sum of the reweighted weights, known from the histogram: correct mass + miss mass * e^alpha
-        norm = (stump.total_weight - stump.miss_weight) + stump.miss_weight * np.exp(alpha)
-        if not np.isfinite(norm) or norm <= 0:
-            logger.warning("adaboost: sample weights overflowed at round %d; stopping (lower learningRate)", t + 1)
-            break
-        update = (stump, alpha, norm)
     return StumpEnsemble.build(n_classes, blocks.n_features, hypotheses, progress.history)
 
 
@@ -414,8 +419,11 @@ def _pl_site(block, n_classes: int, rounds: int, max_bins: int, learning_rate: f
         return None
     X32 = np.asarray(block.X, dtype=np.float32)
     w = np.asarray(block.weights, dtype=np.float64) * weight_scale
-    return block.partition, boost_local(X32, np.asarray(block.y), w, n_classes, rounds, max_bins, learning_rate,
-                                        seed)
+    try:
+        return block.partition, boost_local(X32, np.asarray(block.y), w, n_classes, rounds, max_bins,
+                                            learning_rate, seed)
+    except ValueError:  # not even the first local stump beats chance here: this site has nothing to add
+        return None
 
 
 def fit_pl(blocks, n_classes: int, rounds: int, learning_rate: float, max_bins: int, seed: int | None,

@@ -13,8 +13,9 @@ than ``tol`` (relative) or ``maxPasses`` passes were made.
 ``mrsmo`` (Alham et al. 2011): the same cascade, one pass, no feedback.
 
 ``dpsvm`` (Lu, Roychowdhury, Vandenberghe 2008): every round each node trains on its own rows plus the SVs its
-in-neighbours (ring: node ``i-1``; complete: all others) found in the previous round, until no node's SV set changes;
-the final SVM is trained on the union of the nodes' final SV sets.
+in-neighbours (ring: node ``i-1``; complete: all others) found in the previous round, until no node's SV set changes
+(or, since libsvm's tolerance makes borderline vectors flicker, until after one circulation no node's dual objective
+moves by more than ``tol`` relative); the final SVM is trained on the union of the nodes' final SV sets.
 
 Partitions with no rows are skipped. A node whose rows hold a single class cannot train; it passes all its rows on.
 """
@@ -165,17 +166,23 @@ def fit_dpsvm(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: in
     max_rounds = max_passes * max(len(sites), 1) if topology == "ring" else max_passes
     progress = ProgressReporter("dpsvm", total=max_rounds, rows=blocks.num_rows, logger=logger)
     current: dict[int, SVSet] = {}
+    objectives: dict[int, float] = {}
     converged = False
-    for _ in range(max_rounds):
+    for r in range(max_rounds):
         incoming = {s: SVSet.empty(blocks.n_features).union(*[current[t] for t in neighbours[s] if t in current])
                     for s in sites} if current else {}
-        results = {r[0]: r for r in blocks.map(_dp_node, offsets, incoming, cfg) if r is not None}
+        results = {res[0]: res for res in blocks.map(_dp_node, offsets, incoming, cfg) if res is not None}
         new = {s: results[s][1] for s in sites}
+        new_obj = {s: results[s][2] for s in sites}
         changed = [s for s in sites if s not in current or not _same_ids(current[s], new[s])]
+        # libsvm's own tolerance lets borderline vectors flicker in and out of a set forever; once the SVs have had
+        # time to travel the ring, a round in which no node's objective moves by tol counts as converged too
+        stalled = r >= len(sites) and all(
+            abs(new_obj[s] - objectives.get(s, np.inf)) <= tol * abs(new_obj[s]) for s in sites)
         progress.step(changed=len(changed), n_sv=int(sum(len(v) for v in new.values())),
-                      objective=float(np.nansum([results[s][2] for s in sites])))
-        current = new
-        if not changed:
+                      objective=float(np.nansum(list(new_obj.values()))))
+        current, objectives = new, new_obj
+        if not changed or stalled:
             converged = True
             break
     if not converged:

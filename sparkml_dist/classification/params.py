@@ -13,6 +13,7 @@ from pyspark.ml.param.shared import (HasFeaturesCol, HasLabelCol, HasMaxIter, Ha
                                      HasRawPredictionCol, HasSeed, HasTol, HasWeightCol)
 
 ALGORITHMS = ("exact", "lazarevic", "pl")
+ENGINES = ("mapreduce", "bsp")
 KERNELS = ("rbf", "linear", "poly", "sigmoid")
 SVM_MODES = ("cascade", "mrsmo", "dpsvm")
 TOPOLOGIES = ("ring", "complete")
@@ -43,11 +44,14 @@ class AdaBoostParams(_ClassifierParams, HasWeightCol, HasProbabilityCol, HasMaxI
                     "histogram bins per feature; 0 means exact thresholds (every distinct value)",
                     typeConverter=TypeConverters.toInt)
     algorithm = Param(Params._dummy(), "algorithm", "exact | lazarevic | pl", typeConverter=TypeConverters.toString)
+    engine = Param(Params._dummy(), "engine",
+                   "how exact runs: mapreduce (one Spark job per round over resident blocks) or bsp (the whole loop "
+                   "in one barrier stage, histograms allreduced)", typeConverter=TypeConverters.toString)
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self._setDefault(maxIter=50, learningRate=1.0, maxBins=256, algorithm="exact", numPartitions=0,
-                         rawPredictionCol="rawPrediction", probabilityCol="probability")
+        self._setDefault(maxIter=50, learningRate=1.0, maxBins=256, algorithm="exact", engine="mapreduce",
+                         numPartitions=0, rawPredictionCol="rawPrediction", probabilityCol="probability")
 
     def getLearningRate(self) -> float:
         return self.getOrDefault(self.learningRate)
@@ -57,6 +61,9 @@ class AdaBoostParams(_ClassifierParams, HasWeightCol, HasProbabilityCol, HasMaxI
 
     def getAlgorithm(self) -> str:
         return self.getOrDefault(self.algorithm)
+
+    def getEngine(self) -> str:
+        return self.getOrDefault(self.engine)
 
 
 class SVCParams(_ClassifierParams, HasMaxIter, HasTol):
@@ -107,6 +114,9 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 def check_adaboost_params(p: AdaBoostParams) -> None:
     """Parameter constraints of AdaBoostClassifier (raised at fit, before any Spark job)."""
     check_choice("algorithm", p.getAlgorithm(), ALGORITHMS)
+    check_choice("engine", p.getEngine(), ENGINES)
+    if p.getEngine() == "bsp" and p.getAlgorithm() != "exact":
+        raise ValueError(f"engine='bsp' runs algorithm='exact' only, not {p.getAlgorithm()!r}")
     if p.getMaxIter() < 1:
         raise ValueError(f"maxIter must be >= 1, got {p.getMaxIter()}")
     if not p.getLearningRate() > 0:

@@ -8,6 +8,7 @@ output arrays; ``rawPrediction`` / ``probability`` leave the UDF as ``array<doub
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -39,8 +40,6 @@ def add_prediction_columns(df, predict: PredictFn, featuresCol: str, predictionC
     check_columns(df, spec)
     np_dtype = np.dtype(dtype)
 
-    # explicit type: string annotations (postponed evaluation) cannot be inspected for the UDF kind
-    @arrow_udf("struct<raw: array<double>, probability: array<double>, prediction: double>", ArrowUDFType.SCALAR)
     def _predict(features):
         batch = pa.RecordBatch.from_arrays([features], names=[featuresCol])
         block, stats = arrow_to_block([batch], spec, np_dtype)
@@ -52,8 +51,14 @@ def add_prediction_columns(df, predict: PredictFn, featuresCol: str, predictionC
         return pa.StructArray.from_arrays([_list_array(raw), prob_arr, pa.array(pred.astype(np.float64))],
                                           names=["raw", "probability", "prediction"])
 
+    # explicit UDF type: postponed (string) annotations cannot be inspected; silence pyspark's nudge about it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        udf = arrow_udf(_predict, "struct<raw: array<double>, probability: array<double>, prediction: double>",
+                        ArrowUDFType.SCALAR)
+
     tmp = "__sparkml_dist_prediction"
-    out = df.withColumn(tmp, _predict(F.col(featuresCol)))
+    out = df.withColumn(tmp, udf(F.col(featuresCol)))
     if rawPredictionCol:
         out = out.withColumn(rawPredictionCol, array_to_vector(F.col(f"{tmp}.raw")))
     if probabilityCol:
