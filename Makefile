@@ -22,7 +22,7 @@ run: setup
 
 # the test suite: local Spark plus a real standalone cluster started by the fixtures
 test: setup
-	$(VENV)/bin/pytest -q tests
+	$(VENV)/bin/pytest -q --durations=15 tests
 
 bench: setup
 	$(VENV)/bin/sparkml-dist bench --out out/bench
