@@ -7,10 +7,9 @@ from sparkml_dist.runtime.logs import ProgressReporter, setup_logging
 
 def test_progress_reporter_logs_iteration_metric_and_throughput(caplog):
     setup_logging("INFO")
-    logger = logging.getLogger("sparkml_dist.test_progress")
-    logger.propagate = True  # let caplog see it
+    logger = logging.getLogger("test_progress")  # outside the package logger, whose handler does not propagate
     progress = ProgressReporter("lloyd", total=3, rows=1_000_000, logger=logger)
-    with caplog.at_level(logging.INFO, logger="sparkml_dist.test_progress"):
+    with caplog.at_level(logging.INFO, logger="test_progress"):
         for cost in (10.0, 5.0, 4.5):
             progress.step(cost=cost)
     lines = [r.getMessage() for r in caplog.records]
