@@ -18,7 +18,7 @@ the ensemble of ensembles ``sum_t alpha_t E_t``.
 
 ``pl`` (:func:`fit_pl`): AdaBoost.PL (Palit & Reddy, TKDE 2012). Every partition runs ``maxIter`` rounds of SAMME on its
 own data in one job; each site's hypotheses are sorted by weight, and merged hypothesis ``t`` is the plurality vote of
-the sites' ``t``-th hypotheses (ties broken by the summed weights) with the sites' average weight. One data pass and
+the sites' ``t``-th hypotheses (a tied vote abstains, as ``sign(0)`` in the paper) with the sites' average weight. One data pass and
 one communication round in total; approximate.
 
 Partitions with no rows are skipped by all three; for ``lazarevic`` and ``pl`` so is any partition holding fewer than two
@@ -93,7 +93,7 @@ class StumpEnsemble:
         return out
 
     def hypothesis_predictions(self, X32: np.ndarray) -> np.ndarray:
-        """``(n, T)`` class predicted by every hypothesis."""
+        """``(n, T)`` class predicted by every hypothesis (-1 where a hypothesis' vote is tied: it abstains)."""
         preds = self.stump_predictions(X32)
         n, T, K = X32.shape[0], len(self.alpha), self.n_classes
         out = np.empty((n, T), dtype=np.int64)
@@ -105,7 +105,10 @@ class StumpEnsemble:
             votes = np.zeros((n, K))
             for s in members:
                 votes[np.arange(n), preds[:, s]] += self.vote[s]
-            out[:, t] = np.argmax(votes, axis=1)
+            best = np.argmax(votes, axis=1)
+            # a tied vote abstains (-1): sign(0) in Palit & Reddy's merge of binary hypotheses
+            tied = (votes == votes[np.arange(n), best][:, None]).sum(axis=1) > 1
+            out[:, t] = np.where(tied, -1, best)
         return out
 
     def decision_function(self, X32: np.ndarray) -> np.ndarray:
@@ -115,7 +118,8 @@ class StumpEnsemble:
         pred = np.zeros((X32.shape[0], K))
         classes = np.arange(K)
         for t, a in enumerate(self.alpha):
-            pred += np.where(h[:, t][:, None] == classes[None, :], a, -1.0 / (K - 1) * a)
+            contrib = np.where(h[:, t][:, None] == classes[None, :], a, -1.0 / (K - 1) * a)
+            pred += np.where(h[:, t][:, None] >= 0, contrib, 0.0)
         pred /= self.alpha.sum()
         if K == 2:
             pred[:, 0] *= -1
@@ -440,8 +444,7 @@ def fit_pl(blocks, n_classes: int, rounds: int, learning_rate: float, max_bins: 
     for t in range(depth):
         stumps = [h[t][0] for h in ordered]
         alphas = np.array([h[t][1] for h in ordered])
-        # plurality vote; the tiny alpha share only breaks ties between equal vote counts
-        votes = list(1.0 + alphas / (1.0 + alphas.sum()))
+        votes = [1.0] * len(stumps)  # plain plurality vote of the sites; a tie abstains
         hypotheses.append((stumps, votes, float(alphas.mean()), float(np.mean([h[t][2] for h in ordered]))))
     progress.step(sites=len(sites), rounds=depth)
     return StumpEnsemble.build(n_classes, blocks.n_features, hypotheses, progress.history)
