@@ -7,8 +7,8 @@ all its pairwise problems -- a superset of what each pair needs, which keeps eve
 
 ``cascade`` (Graf, Cosatto, Bottou, Durdanovic, Vapnik, NIPS 2004): layer 1 trains every partition; SV sets are merged
 pairwise up a binary tree (each merge retrains on the union, the pairs of a layer in parallel as Spark tasks) to one
-SVM; its SVs are fed back into every partition for another pass, until the top SVM's dual objective changes by less
-than ``tol`` (relative) or ``maxPasses`` passes were made.
+SVM; its SVs are fed back into every partition (and every merge) for another pass, until the top SVM's dual objective
+changes by less than ``tol`` (relative), its SV set stops changing, or ``maxPasses`` passes were made.
 
 ``mrsmo`` (Alham et al. 2011): the same cascade, one pass, no feedback.
 
@@ -79,15 +79,23 @@ def _train_merge(sets: list[SVSet], cfg: SolverConfig):
     return svs, sol, len(rows), time.perf_counter() - start
 
 
-def _reduce_tree(sc, level: list[SVSet], cfg: SolverConfig) -> tuple[SVSet, SVCSolution | None, list[int]]:
-    """Merge SV sets pairwise, layer by layer, each layer's merges as parallel Spark tasks; the top SVM."""
+def _reduce_tree(sc, level: list[SVSet], cfg: SolverConfig,
+                 feedback: SVSet | None = None) -> tuple[SVSet, SVCSolution | None, list[int]]:
+    """Merge SV sets pairwise, layer by layer, each layer's merges as parallel Spark tasks; the top SVM.
+
+    ``feedback`` (the previous pass's top SVs) joins every merge too: a node's SVs may leave out some of them, and
+    a merge without them could then fall below the previous pass's objective. With them every node's problem
+    contains the previous optimum, so the top objective never decreases and a pass that leaves the top SV set
+    unchanged has met the optimum.
+    """
+    extra = [feedback] if feedback is not None and len(feedback) else []
     sizes = []
     sol = None
     if len(level) == 1:  # a single node: its local SVM is the top (retrain so that the solution exists)
-        svs, sol, n, _ = _train_merge(level, cfg)
+        svs, sol, n, _ = _train_merge(level + extra, cfg)
         return svs, sol, [n]
     while len(level) > 1:
-        groups = [level[i:i + 2] for i in range(0, len(level), 2)]
+        groups = [level[i:i + 2] + extra for i in range(0, len(level), 2)]
         results = sc.parallelize(groups, len(groups)).map(lambda g: _train_merge(g, cfg)).collect()
         sizes.extend(r[2] for r in results)
         level = [r[0] for r in results]
@@ -119,7 +127,7 @@ def fit_cascade(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: 
     for p in range(passes):
         leaves = [r for r in blocks.map(_train_leaf, offsets, final, cfg) if r is not None]
         leaf_sets = [r[1] for r in leaves]
-        top, sol, merge_sizes = _reduce_tree(sc, leaf_sets, cfg)
+        top, sol, merge_sizes = _reduce_tree(sc, leaf_sets, cfg, final)
         sol = _require_solution(sol)
         obj = sol.objective
         change = abs(obj - prev_obj) / max(abs(obj), 1e-300) if prev_obj is not None else float("inf")
