@@ -120,7 +120,7 @@ def test_cosine_matches_numpy_reference(digits, engine):
 
 def test_transform_predict_and_convergence(digits):
     X, df = digits
-    model = KMeans(k=10, seed=3, maxIter=100, tol=1e-4).fit(df)
+    model = KMeans(k=10, seed=3, maxIter=100, tol=1e-4, engine="bsp").fit(df)
     assert model.summary.converged and model.summary.numIter < 100
     out = model.transform(df)
     assert dict(out.dtypes)["prediction"] == "int"
@@ -133,17 +133,17 @@ def test_transform_predict_and_convergence(digits):
 def test_fewer_distinct_points_than_k(spark):
     X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]]), 20, axis=0)
     df = from_numpy(spark, X, num_partitions=2)
-    model = KMeans(k=5, seed=1).fit(df)  # k-means||: like MLlib, only the 3 distinct points become centres
+    model = KMeans(k=5, seed=1, engine="bsp").fit(df)  # k-means||: like MLlib, only the 3 distinct points become centres
     assert model.summary.k == 3 and model.summary.inertia == pytest.approx(0.0, abs=1e-9)
     # random init draws 5 rows, so duplicates: their clusters stay empty and keep the centre (MLlib)
-    model = KMeans(k=5, seed=1, initMode="random").fit(df)
+    model = KMeans(k=5, seed=1, initMode="random", engine="bsp").fit(df)
     assert model.summary.k == 5 and model.summary.inertia == pytest.approx(0.0, abs=1e-9)
     assert sorted(model.summary.clusterSizes).count(0.0) == 2
 
 
 def test_save_load_round_trip(digits, tmp_path):
     _, df = digits
-    model = KMeans(k=4, seed=2, maxIter=5, predictionCol="cluster").fit(df)
+    model = KMeans(k=4, seed=2, maxIter=5, predictionCol="cluster", engine="bsp").fit(df)
     model.write().overwrite().save(str(tmp_path / "km"))
     loaded = KMeansModel.load(str(tmp_path / "km"))
     np.testing.assert_array_equal(loaded.centers, model.centers)

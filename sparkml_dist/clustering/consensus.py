@@ -117,7 +117,7 @@ class ConsensusClusteringModel(_FuzzyModelBase):
 
     @classmethod
     def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> "ConsensusClusteringModel":
-        summary = FuzzyCMeansSummary(**extra["summary"]) if extra.get("summary") else None
+        summary = cls._summary_from(extra)
         bounds = np.cumsum([0] + list(extra.get("local_k", [])))
         local = [arrays["local_centers"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
         return cls(arrays["centers"], summary, local, extra.get("local_xb"))

@@ -22,10 +22,10 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from sparkml_dist.clustering.dfcm import FuzzyConfig, FuzzyResult, fit_fcm
 from sparkml_dist.clustering.engines import spec_for
 from sparkml_dist.clustering.kmeans import data_check, run_engine
+from sparkml_dist.clustering.models import CentersModelMixin
 from sparkml_dist.clustering.params import _FuzzyParams
 from sparkml_dist.clustering.transform import with_assignments, with_memberships
 from sparkml_dist.data.validation import check_columns
-from sparkml_dist.ml.persistence import ArrayPersistable
 
 logger = logging.getLogger(__name__)
 
@@ -85,33 +85,14 @@ class FuzzyCMeansSummary:
         return f"{type(self).__name__}(k={self.k}, xieBeni={self.xieBeni:.6g}, objective={self.objective:.6g})"
 
 
-class _FuzzyModelBase(Model, _FuzzyParams, ArrayPersistable):
+class _FuzzyModelBase(Model, _FuzzyParams, CentersModelMixin):
     """Prototypes, memberships and the training summary (shared by FCM and consensus models)."""
 
     _summary_cls = FuzzyCMeansSummary
 
     def __init__(self, centers: np.ndarray | None = None, summary: Any = None):
         super().__init__()
-        self._centers = None if centers is None else np.asarray(centers, dtype=np.float64)
-        self._summary = summary
-
-    def clusterCenters(self) -> list[np.ndarray]:
-        """The prototypes as a list of arrays."""
-        return [c.copy() for c in self._centers]
-
-    @property
-    def centers(self) -> np.ndarray:
-        return self._centers.copy()
-
-    @property
-    def hasSummary(self) -> bool:
-        return self._summary is not None
-
-    @property
-    def summary(self):
-        if self._summary is None:
-            raise RuntimeError(f"no training summary available for this {type(self).__name__}")
-        return self._summary
+        self._init_state(centers, summary)
 
     def xieBeniCurve(self) -> dict[int, float]:
         """Xie-Beni index per fitted ``k`` (one entry unless ``kRange`` was set)."""
@@ -131,14 +112,6 @@ class _FuzzyModelBase(Model, _FuzzyParams, ArrayPersistable):
         if self.getMembershipCol():
             out = with_memberships(out, self.getFeaturesCol(), self.getMembershipCol(), self._centers, self.getM())
         return out
-
-    def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        return {"centers": self._centers}, {"summary": self._summary.asDict() if self._summary else None}
-
-    @classmethod
-    def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict):
-        summary = cls._summary_cls(**extra["summary"]) if extra.get("summary") else None
-        return cls(arrays["centers"], summary)
 
 
 class FuzzyCMeansModel(_FuzzyModelBase):

@@ -22,10 +22,10 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from sparkml_dist.clustering.engines import run_bsp, run_mapreduce, spec_for
 from sparkml_dist.clustering.lloyd import KMeansConfig, KMeansResult, fit_kmeans
+from sparkml_dist.clustering.models import CentersModelMixin
 from sparkml_dist.clustering.params import _KMeansParams
 from sparkml_dist.clustering.transform import with_assignments
 from sparkml_dist.data.validation import DataValidationError, ScanStats, check_columns
-from sparkml_dist.ml.persistence import ArrayPersistable
 
 logger = logging.getLogger(__name__)
 
@@ -105,32 +105,14 @@ class KMeansSummary:
                 f"inertia={self.inertia:.6g}, engine={self.engine!r})")
 
 
-class KMeansModel(Model, _KMeansParams, ArrayPersistable):
+class KMeansModel(Model, _KMeansParams, CentersModelMixin):
     """A fitted :class:`KMeans`: the centres, a vectorised ``transform`` and the training summary."""
+
+    _summary_cls = KMeansSummary
 
     def __init__(self, centers: np.ndarray | None = None, summary: KMeansSummary | None = None):
         super().__init__()
-        self._centers = None if centers is None else np.asarray(centers, dtype=np.float64)
-        self._summary = summary
-
-    def clusterCenters(self) -> list[np.ndarray]:
-        """The centres as a list of arrays (MLlib's return type); unit vectors for cosine."""
-        return [c.copy() for c in self._centers]
-
-    @property
-    def centers(self) -> np.ndarray:
-        """The centres as one ``k x d`` array."""
-        return self._centers.copy()
-
-    @property
-    def hasSummary(self) -> bool:
-        return self._summary is not None
-
-    @property
-    def summary(self) -> KMeansSummary:
-        if self._summary is None:
-            raise RuntimeError("no training summary available for this KMeansModel")
-        return self._summary
+        self._init_state(centers, summary)
 
     def _cosine(self) -> bool:
         return self.getDistanceMeasure() == "cosine"
@@ -146,15 +128,6 @@ class KMeansModel(Model, _KMeansParams, ArrayPersistable):
     def _transform(self, dataset):
         return with_assignments(dataset, self.getFeaturesCol(), self.getPredictionCol(), self._centers,
                                 self._cosine())
-
-    def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
-        extra = {"summary": self._summary.asDict() if self._summary is not None else None}
-        return {"centers": self._centers}, extra
-
-    @classmethod
-    def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> "KMeansModel":
-        summary = KMeansSummary(**extra["summary"]) if extra.get("summary") else None
-        return cls(arrays["centers"], summary)
 
 
 class KMeans(Estimator, _KMeansParams, DefaultParamsReadable, DefaultParamsWritable):
