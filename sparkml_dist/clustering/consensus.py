@@ -51,6 +51,7 @@ class ConsensusResult:
     global_fit: Any
     seconds_local: float = 0.0
     seconds_global: float = 0.0
+    load_seconds: float = 0.0
     bytes_communicated: int = 0
     passes: int = 0
     xb_curve: dict[int, float] = field(default_factory=dict)
@@ -184,6 +185,7 @@ class ConsensusClustering(Estimator, _ConsensusParams, DefaultParamsReadable, De
         fit.bytes_communicated = result.bytes_communicated
         fit.passes = result.passes
         fit.init_seconds = result.seconds_local
+        fit.load_seconds = result.load_seconds
         summary = FuzzyCMeansSummary.from_result(fit, self.getEngine(), time.perf_counter() - start)
         logger.info("consensus (%s): sites chose k=%s, global k=%d (xieBeni=%.4g), %.2fs", self.getEngine(),
                     [len(s.centers) for s in result.sites], summary.k, summary.xieBeni, summary.fitTime)

@@ -72,6 +72,7 @@ class FuzzyResult:
     best: int
     iteration_seconds: list[float] = field(default_factory=list)
     init_seconds: float = 0.0
+    load_seconds: float = 0.0
     bytes_communicated: int = 0
     passes: int = 0
 

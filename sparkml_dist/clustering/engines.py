@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -195,21 +196,27 @@ def spec_for(featuresCol: str, weightCol: str | None) -> ColumnSpec:
 
 
 def run_mapreduce(df, spec: ColumnSpec, body: Callable[..., Any], args: tuple = (),
-                  check: Callable[[ScanStats], None] | None = None) -> tuple[Any, MapReduceData]:
-    """Materialise resident blocks (validating them), run ``body(data, *args)`` on the driver, drop the blocks."""
+                  check: Callable[[ScanStats], None] | None = None) -> tuple[Any, float]:
+    """Materialise resident blocks (validating them), run ``body(data, *args)`` on the driver, drop the blocks.
+
+    Returns the body's result and the seconds spent loading (and validating) the data.
+    """
+    start = time.perf_counter()
     with to_blocks(df, spec.featuresCol, weightCol=spec.weightCol, labelKind=None) as blocks:
+        load_seconds = time.perf_counter() - start
         if check is not None:
             check(blocks.stats)
-        data = MapReduceData(blocks)
-        return body(data, *args), data
+        return body(MapReduceData(blocks), *args), load_seconds
 
 
 def _bsp_task(ctx, spec: ColumnSpec, body: Callable[..., Any], args: tuple,
               check: Callable[[ScanStats], None] | None) -> tuple:
+    start = time.perf_counter()
     block, local_stats = arrow_to_block(ctx.batches(), spec, np.float64, False, ctx.rank)
     stats = ScanStats()
     for s in ctx.allgather(local_stats):
         stats = stats.merge(s)
+    load_seconds = time.perf_counter() - start
     try:
         # the same checks as to_blocks, on the same merged statistics, so both engines raise the same errors
         raise_for_stats(stats, spec)
@@ -218,15 +225,15 @@ def _bsp_task(ctx, spec: ColumnSpec, body: Callable[..., Any], args: tuple,
         data = BarrierData(ctx, block, stats, spec)
         result = body(data, *args)
     except DataValidationError as exc:  # every rank sees the same stats, so every rank gets here together
-        return ("invalid", str(exc), 0)
-    return ("ok", result if ctx.rank == 0 else None, ctx.bytes_sent)
+        return ("invalid", str(exc), 0, 0.0)
+    return ("ok", result if ctx.rank == 0 else None, ctx.bytes_sent, load_seconds)
 
 
 def run_bsp(df, spec: ColumnSpec, body: Callable[..., Any], args: tuple = (),
             check: Callable[[ScanStats], None] | None = None,
-            num_tasks: int | None = None, timeout: float | None = 3600.0) -> tuple[Any, int]:
-    """Run ``body(BarrierData, *args)`` on every rank of one barrier stage; returns rank 0's result and the bytes
-    all ranks sent.
+            num_tasks: int | None = None, timeout: float | None = 3600.0) -> tuple[Any, int, float]:
+    """Run ``body(BarrierData, *args)`` on every rank of one barrier stage; returns rank 0's result, the bytes
+    all ranks sent and the slowest rank's seconds to load and validate its partition.
 
     The stage has one task per partition of ``df``, capped at the cluster's free task slots (a barrier stage needs
     all its tasks running at once); with fewer slots the data is repartitioned.
@@ -244,7 +251,7 @@ def run_bsp(df, spec: ColumnSpec, body: Callable[..., Any], args: tuple = (),
                           timeout=timeout)
     if not results:  # Spark runs no Python task for a DataFrame without rows or partitions
         raise_for_stats(ScanStats(), spec)
-    status, payload, _ = results[0]
+    status, payload = results[0][:2]
     if status == "invalid":
         raise DataValidationError(payload)
-    return payload, int(sum(r[2] for r in results))
+    return payload, int(sum(r[2] for r in results)), max(r[3] for r in results)

@@ -49,8 +49,9 @@ class FuzzyCMeansSummary:
         ``J_m`` per iteration of the chosen ``k`` (against the prototypes before that iteration's update).
     iterationTimes : list of float
         Seconds per pass over the data (one pass serves every ``k`` of a sweep).
-    initTime, fitTime : float
-        Seconds spent initialising, and in the whole fit.
+    initTime, loadTime, fitTime : float
+        Seconds spent initialising (consensus: the sites' local clustering), loading and validating the data, and
+        in the whole fit.
     clusterSizes : list of float
         Fuzzy cluster weights ``sum_j w_j u_ij^m`` at the final prototypes.
     bytesCommunicated : int
@@ -59,7 +60,7 @@ class FuzzyCMeansSummary:
     """
 
     _FIELDS = ("k", "numIter", "objective", "xieBeni", "xieBeniCurve", "costHistory", "iterationTimes", "initTime",
-               "fitTime", "clusterSizes", "bytesCommunicated", "engine", "converged", "passes")
+               "loadTime", "fitTime", "clusterSizes", "bytesCommunicated", "engine", "converged", "passes")
 
     def __init__(self, **values: Any):
         for name in self._FIELDS:
@@ -72,7 +73,7 @@ class FuzzyCMeansSummary:
         fit = result.chosen
         return cls(k=fit.k, numIter=fit.num_iter, objective=fit.objective, xieBeni=fit.xie_beni,
                    xieBeniCurve=result.xb_curve, costHistory=fit.cost_history, iterationTimes=result.iteration_seconds,
-                   initTime=result.init_seconds, fitTime=fit_time, clusterSizes=fit.fuzzy_sizes,
+                   initTime=result.init_seconds, loadTime=result.load_seconds, fitTime=fit_time, clusterSizes=fit.fuzzy_sizes,
                    bytesCommunicated=result.bytes_communicated, engine=engine, converged=fit.converged,
                    passes=result.passes)
 

@@ -45,12 +45,14 @@ def data_check(k: int, featuresCol: str, initial_width: int | None = None):
 
 
 def run_engine(engine: str, df, spec, body, args: tuple, check) -> Any:
-    """Run ``body(data, *args)`` on the chosen engine; the result's ``bytes_communicated`` is filled in."""
+    """Run ``body(data, *args)`` on the chosen engine; the result's ``bytes_communicated`` (BSP) and
+    ``load_seconds`` are filled in."""
     if engine == "bsp":
-        result, nbytes = run_bsp(df, spec, body, args, check)
+        result, nbytes, load_seconds = run_bsp(df, spec, body, args, check)
         result.bytes_communicated = nbytes
-        return result
-    result, _ = run_mapreduce(df, spec, body, args, check)
+    else:
+        result, load_seconds = run_mapreduce(df, spec, body, args, check)
+    result.load_seconds = load_seconds
     return result
 
 
@@ -73,6 +75,8 @@ class KMeansSummary:
         Wall seconds per Lloyd iteration (on rank 0 for the BSP engine).
     initTime : float
         Seconds spent initialising the centres.
+    loadTime : float
+        Seconds spent reading, converting and validating the data (``to_blocks``, or the barrier tasks' load).
     clusterSizes : list of float
         Weight (row count when unweighted) of each cluster against the final centres.
     bytesCommunicated : int
@@ -82,7 +86,7 @@ class KMeansSummary:
     converged : bool
     """
 
-    _FIELDS = ("k", "numIter", "trainingCost", "inertia", "costHistory", "iterationTimes", "initTime",
+    _FIELDS = ("k", "numIter", "trainingCost", "inertia", "costHistory", "iterationTimes", "initTime", "loadTime",
                "clusterSizes", "bytesCommunicated", "engine", "converged", "fitTime", "passes")
 
     def __init__(self, **values: Any):
@@ -93,7 +97,7 @@ class KMeansSummary:
     def from_result(cls, result: KMeansResult, engine: str, fit_time: float) -> "KMeansSummary":
         return cls(k=len(result.centers), numIter=result.num_iter, trainingCost=result.training_cost,
                    inertia=result.inertia, costHistory=result.cost_history, iterationTimes=result.iteration_seconds,
-                   initTime=result.init_seconds, clusterSizes=result.cluster_sizes,
+                   initTime=result.init_seconds, loadTime=result.load_seconds, clusterSizes=result.cluster_sizes,
                    bytesCommunicated=result.bytes_communicated, engine=engine, converged=result.converged,
                    fitTime=fit_time, passes=result.passes)
 

@@ -63,6 +63,7 @@ class KMeansResult:
     cost_history: list[float] = field(default_factory=list)
     iteration_seconds: list[float] = field(default_factory=list)
     init_seconds: float = 0.0
+    load_seconds: float = 0.0
     cluster_sizes: list[float] = field(default_factory=list)
     converged: bool = False
     bytes_communicated: int = 0
