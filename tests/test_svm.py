@@ -117,11 +117,11 @@ def test_pipeline_and_cross_validator(spark):
     df = load(spark, "wine", num_partitions=2)
     scaler = StandardScaler(inputCol="features", outputCol="scaled")
     svc = CascadeSVC(featuresCol="scaled", mode="mrsmo")
-    grid = ParamGridBuilder().addGrid(svc.C, [0.1, 1.0]).addGrid(svc.gamma, ["scale", 0.01]).build()
+    grid = ParamGridBuilder().addGrid(svc.C, [0.1, 1.0]).addGrid(svc.gamma, ["scale"]).build()
     cv = CrossValidator(estimator=Pipeline(stages=[scaler, svc]), estimatorParamMaps=grid,
                         evaluator=MulticlassClassificationEvaluator(metricName="accuracy"), numFolds=2, seed=0)
     cv_model = cv.fit(df)
-    assert len(cv_model.avgMetrics) == 4 and max(cv_model.avgMetrics) > 0.9
+    assert len(cv_model.avgMetrics) == 2 and max(cv_model.avgMetrics) > 0.9
 
 
 def test_bad_inputs(spark):

@@ -68,14 +68,14 @@ def _train_leaf(block, offsets: dict[int, int], extra: SVSet | None, cfg: Solver
     if extra is not None and len(extra):
         rows = rows.union(extra)
     start = time.perf_counter()
-    svs, sol = train_local(rows, cfg.kernel, cfg.C, cfg.cache_size, cfg.max_iter)
+    svs, sol = train_local(rows, cfg.kernel, cfg.C, cfg.cache_size, cfg.max_iter, objective=False)
     return block.partition, svs, sol, len(rows), time.perf_counter() - start
 
 
-def _train_merge(sets: list[SVSet], cfg: SolverConfig):
+def _train_merge(sets: list[SVSet], cfg: SolverConfig, objective: bool = False):
     rows = sets[0].union(*sets[1:])
     start = time.perf_counter()
-    svs, sol = train_local(rows, cfg.kernel, cfg.C, cfg.cache_size, cfg.max_iter)
+    svs, sol = train_local(rows, cfg.kernel, cfg.C, cfg.cache_size, cfg.max_iter, objective=objective)
     return svs, sol, len(rows), time.perf_counter() - start
 
 
@@ -92,14 +92,15 @@ def _reduce_tree(sc, level: list[SVSet], cfg: SolverConfig,
     sizes = []
     sol = None
     if len(level) == 1:  # a single node: its local SVM is the top (retrain so that the solution exists)
-        svs, sol, n, _ = _train_merge(level + extra, cfg)
+        svs, sol, n, _ = _train_merge(level + extra, cfg, objective=True)
         return svs, sol, [n]
     while len(level) > 1:
         groups = [level[i:i + 2] + extra for i in range(0, len(level), 2)]
-        results = sc.parallelize(groups, len(groups)).map(lambda g: _train_merge(g, cfg)).collect()
+        top = len(groups) == 1  # only the top SVM's objective is read (the stopping rule)
+        results = sc.parallelize(groups, len(groups)).map(lambda g: _train_merge(g, cfg, top)).collect()
         sizes.extend(r[2] for r in results)
         level = [r[0] for r in results]
-        sol = results[-1][1] if len(results) == 1 else None
+        sol = results[-1][1] if top else None
     return level[0], sol, sizes
 
 
@@ -196,5 +197,5 @@ def fit_dpsvm(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: in
     if not converged:
         logger.warning("dpsvm: SV sets still changing after %d rounds (raise maxPasses)", max_rounds)
     union = SVSet.empty(blocks.n_features).union(*current.values())
-    _, sol, n, _ = sc.parallelize([[union]], 1).map(lambda g: _train_merge(g, cfg)).collect()[0]
+    _, sol, n, _ = sc.parallelize([[union]], 1).map(lambda g: _train_merge(g, cfg, True)).collect()[0]
     return CascadeResult(_require_solution(sol), len(progress.history), converged, progress.history)

@@ -144,10 +144,11 @@ def dual_objective(sol: SVCSolution, kernel: KernelSpec) -> float:
 
 
 def train_local(rows: SVSet, kernel: KernelSpec, C: float, cache_size: float = 500.0,
-                max_iter: int = -1) -> tuple[SVSet, SVCSolution | None]:
+                max_iter: int = -1, objective: bool = True) -> tuple[SVSet, SVCSolution | None]:
     """libsvm on ``rows``: the support vectors (as an :class:`SVSet`) and the solution.
 
     With fewer than two classes there is nothing to separate: every row is passed on, and no solution is returned.
+    ``objective=False`` skips the dual objective (an ``n_SV x n_SV`` kernel pass) for nodes whose value nobody reads.
     """
     from sklearn.svm import SVC
 
@@ -162,7 +163,8 @@ def train_local(rows: SVSet, kernel: KernelSpec, C: float, cache_size: float = 5
                       support_y=rows.y[support], dual_coef=np.asarray(svc.dual_coef_, dtype=np.float64),
                       intercept=np.asarray(svc.intercept_, dtype=np.float64),
                       n_support=np.asarray(svc.n_support_, dtype=np.int64))
-    sol.objective = dual_objective(sol, kernel)
+    if objective:
+        sol.objective = dual_objective(sol, kernel)
     return SVSet(rows.ids[support], rows.X[support], rows.y[support]), sol
 
 

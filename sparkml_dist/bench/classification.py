@@ -1,0 +1,189 @@
+"""Benchmark (not a test): distributed AdaBoost and CascadeSVC against MLlib and single-node scikit-learn.
+
+    .venv/bin/python -m sparkml_dist.bench.classification --out out/bench/classification.json
+
+* AdaBoost, ``make_hastie_10_2`` (binary): our ``exact`` histogram AdaBoost (both engines) vs MLlib
+  ``GBTClassifier(maxIter=R, maxDepth=1)`` (same number of rounds) and scikit-learn ``AdaBoostClassifier(n_estimators=R)``
+  on the collected arrays: fit seconds, seconds per round, test accuracy, ratios.
+* CascadeSVC at several sizes (4+ partitions): ``cascade`` and ``mrsmo`` vs one scikit-learn ``SVC`` (same C, gamma='scale'): fit
+  seconds, test accuracy, ratio. The data is ``make_classification`` (10 features, 4 informative, ``class_sep``).
+
+Our figures are medians of ``repeats`` runs, the baselines' of ``baseline_repeats`` (default 1: they are the slow
+part), all in the same Spark session on this machine; the JSON records the
+machine (cores) and the Spark master, so figures from other machines are not mixed up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+logger = logging.getLogger("sparkml_dist.bench.classification")  # not __main__ under -m
+
+
+def _median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any, list[float]]:
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result, times
+
+
+def _collect(df) -> tuple[np.ndarray, np.ndarray]:
+    from pyspark.ml.functions import vector_to_array
+
+    pdf = df.select(vector_to_array("features").alias("x"), "label").toPandas()
+    return np.stack(pdf["x"].to_numpy()), pdf["label"].to_numpy()
+
+
+def _accuracy(model, X: np.ndarray, y: np.ndarray) -> float:
+    return float((model.predict_numpy(X)[2] == y).mean())
+
+
+def bench_adaboost(spark, rows: int, rounds: int, repeats: int, partitions: int, baselines: bool,
+                   baseline_repeats: int = 1) -> dict:
+    from pyspark.ml.classification import GBTClassifier
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from sklearn.ensemble import AdaBoostClassifier as SkAdaBoost
+
+    from sparkml_dist.classification import AdaBoostClassifier
+    from sparkml_dist.data.generators import make_hastie_10_2
+
+    train = make_hastie_10_2(spark, n_rows=rows, seed=1, num_partitions=partitions).cache()
+    test = make_hastie_10_2(spark, n_rows=max(rows // 10, 10_000), seed=2, num_partitions=partitions).cache()
+    train.count(), test.count()
+    Xte, yte = _collect(test)
+    out: dict[str, Any] = {"rows": rows, "rounds": rounds, "partitions": partitions}
+    for engine in ("bsp", "mapreduce"):
+        est = AdaBoostClassifier(maxIter=rounds, maxBins=256, seed=0, engine=engine)
+        t, model, times = _median_time(lambda: est.fit(train), repeats)
+        history = model.trainingHistory  # per-round seconds, measured on the driver (mapreduce) or rank 0 (bsp)
+        per_round = statistics.median(h["seconds"] for h in history) if history else t / rounds
+        out[f"ours_{engine}"] = {"fit_seconds": t, "seconds_per_round": per_round, "runs": times,
+                                 "test_accuracy": _accuracy(model, Xte, yte),
+                                 "rounds_made": int(len(model.estimatorWeights))}
+        logger.info("adaboost %s: %.2fs (%d rows, %d rounds), accuracy %.4f", engine, t, rows, rounds,
+                    out[f"ours_{engine}"]["test_accuracy"])
+    if baselines:
+        gbt = GBTClassifier(maxIter=rounds, maxDepth=1, seed=0)
+        t, gmodel, times = _median_time(lambda: gbt.fit(train), baseline_repeats)
+        acc = MulticlassClassificationEvaluator(metricName="accuracy").evaluate(gmodel.transform(test))
+        out["mllib_gbt"] = {"fit_seconds": t, "seconds_per_round": t / rounds, "runs": times, "test_accuracy": acc}
+        logger.info("MLlib GBT(maxDepth=1): %.2fs, accuracy %.4f", t, acc)
+        Xtr, ytr = _collect(train)
+        t, sk, times = _median_time(lambda: SkAdaBoost(n_estimators=rounds, random_state=0).fit(Xtr, ytr),
+                                    baseline_repeats)
+        out["sklearn"] = {"fit_seconds": t, "seconds_per_round": t / rounds, "runs": times,
+                          "test_accuracy": float(sk.score(Xte, yte))}
+        logger.info("sklearn AdaBoost: %.2fs, accuracy %.4f", t, out["sklearn"]["test_accuracy"])
+        for engine in ("bsp", "mapreduce"):
+            ours = out[f"ours_{engine}"]["fit_seconds"]
+            out[f"speedup_{engine}_vs_mllib_gbt"] = out["mllib_gbt"]["fit_seconds"] / ours
+            out[f"speedup_{engine}_vs_sklearn"] = out["sklearn"]["fit_seconds"] / ours
+            logger.info("adaboost %s: %.2fx MLlib GBT, %.2fx sklearn", engine,
+                        out[f"speedup_{engine}_vs_mllib_gbt"], out[f"speedup_{engine}_vs_sklearn"])
+    train.unpersist(), test.unpersist()
+    return out
+
+
+def bench_svm(spark, sizes: list[int], repeats: int, partitions: int, class_sep: float, baselines: bool,
+              baseline_repeats: int = 1) -> dict:
+    from sklearn.datasets import make_classification
+    from sklearn.svm import SVC
+
+    from sparkml_dist.classification import CascadeSVC
+    from sparkml_dist.data.sources import from_numpy
+
+    out: dict[str, Any] = {"partitions": partitions, "class_sep": class_sep, "sizes": {}}
+    for n in sizes:
+        X, y = make_classification(n_samples=n + 10_000, n_features=10, n_informative=4, n_redundant=2,
+                                   class_sep=class_sep, flip_y=0.0, random_state=0)
+        Xtr, ytr, Xte, yte = X[:n], y[:n].astype(float), X[n:], y[n:].astype(float)
+        df = from_numpy(spark, Xtr, ytr, num_partitions=partitions).cache()
+        df.count()
+        row: dict[str, Any] = {}
+        for mode in ("cascade", "mrsmo"):
+            t, model, times = _median_time(lambda: CascadeSVC(mode=mode).fit(df), repeats)
+            row[mode] = {"fit_seconds": t, "runs": times, "test_accuracy": _accuracy(model, Xte, yte),
+                         "passes": model.passes, "n_sv": int(len(model.supportIds)),
+                         "dual_objective": model.dualObjective}
+            logger.info("svm %s n=%d: %.2fs, accuracy %.4f, %d passes", mode, n, t, row[mode]["test_accuracy"],
+                        model.passes)
+        if baselines:
+            t, svc, times = _median_time(lambda: SVC().fit(Xtr, ytr), baseline_repeats)
+            row["sklearn_svc"] = {"fit_seconds": t, "runs": times, "test_accuracy": float(svc.score(Xte, yte)),
+                                  "n_sv": int(svc.n_support_.sum())}
+            for mode in ("cascade", "mrsmo"):
+                row[f"speedup_{mode}_vs_svc"] = t / row[mode]["fit_seconds"]
+                row[f"accuracy_gap_{mode}_pp"] = 100 * (row[mode]["test_accuracy"] - row["sklearn_svc"]["test_accuracy"])
+            logger.info("SVC n=%d: %.2fs, accuracy %.4f; cascade %.2fx, mrsmo %.2fx", n, t,
+                        row["sklearn_svc"]["test_accuracy"], row["speedup_cascade_vs_svc"],
+                        row["speedup_mrsmo_vs_svc"])
+        out["sizes"][str(n)] = row
+        df.unpersist()
+    return out
+
+
+def run(spark, adaboost_rows: int = 1_000_000, rounds: int = 50, svm_sizes: tuple[int, ...] = (20_000, 50_000,
+        100_000), repeats: int = 3, partitions: int | None = None, class_sep: float = 2.0,
+        baselines: bool = True, baseline_repeats: int = 1) -> dict:
+    """Run both suites in ``spark`` and return the results (also what the JSON holds).
+
+    Our estimators run ``repeats`` times (median reported); the slower baselines ``baseline_repeats`` times.
+    """
+    partitions = partitions or max(2, spark.sparkContext.defaultParallelism)
+    result: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "master": spark.sparkContext.master,
+                    "spark": spark.version},
+        "repeats": repeats,
+    }
+    if adaboost_rows:
+        result["adaboost"] = bench_adaboost(spark, adaboost_rows, rounds, repeats, partitions, baselines,
+                                            baseline_repeats)
+    if svm_sizes:
+        result["svm"] = bench_svm(spark, list(svm_sizes), repeats, max(4, partitions), class_sep, baselines,
+                                  baseline_repeats)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from sparkml_dist.runtime import get_spark, setup_logging
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="out/bench/classification.json")
+    parser.add_argument("--adaboost-rows", type=int, default=1_000_000, help="0 skips AdaBoost")
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--svm-sizes", default="20000,50000,100000", help="comma-separated; empty skips SVM")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=None)
+    parser.add_argument("--class-sep", type=float, default=2.0)
+    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--baseline-repeats", type=int, default=1)
+    parser.add_argument("--profile", default="local")
+    args = parser.parse_args(argv)
+    setup_logging()
+    spark = get_spark(args.profile, app_name="sparkml-dist-bench-classification")
+    sizes = tuple(int(s) for s in args.svm_sizes.split(",") if s.strip())
+    result = run(spark, args.adaboost_rows, args.rounds, sizes, args.repeats, args.partitions, args.class_sep,
+                 not args.no_baselines, args.baseline_repeats)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(result, fh, indent=2, default=float)
+    os.replace(tmp, args.out)
+    logger.info("wrote %s", args.out)
+    spark.stop()
+    return result
+
+
+if __name__ == "__main__":
+    main()
