@@ -25,9 +25,8 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from sparkml_dist.clustering import kernels
 from sparkml_dist.clustering.dfcm import FuzzyConfig, fit_fcm
-from sparkml_dist.clustering.engines import LocalData, spec_for
+from sparkml_dist.clustering.engines import LocalData, data_check, run_engine, spec_for
 from sparkml_dist.clustering.fuzzy import FuzzyCMeansSummary, _FuzzyModelBase
-from sparkml_dist.clustering.kmeans import data_check, run_engine
 from sparkml_dist.clustering.params import _ConsensusParams
 from sparkml_dist.data.validation import check_columns
 

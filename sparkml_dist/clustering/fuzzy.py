@@ -20,8 +20,7 @@ from pyspark.ml import Estimator, Model
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from sparkml_dist.clustering.dfcm import FuzzyConfig, FuzzyResult, fit_fcm
-from sparkml_dist.clustering.engines import spec_for
-from sparkml_dist.clustering.kmeans import data_check, run_engine
+from sparkml_dist.clustering.engines import data_check, run_engine, spec_for
 from sparkml_dist.clustering.models import CentersModelMixin
 from sparkml_dist.clustering.params import _FuzzyParams
 from sparkml_dist.clustering.transform import with_assignments, with_memberships

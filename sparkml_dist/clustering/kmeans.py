@@ -20,40 +20,14 @@ from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
-from sparkml_dist.clustering.engines import run_bsp, run_mapreduce, spec_for
+from sparkml_dist.clustering.engines import data_check, run_engine, spec_for
 from sparkml_dist.clustering.lloyd import KMeansConfig, KMeansResult, fit_kmeans
 from sparkml_dist.clustering.models import CentersModelMixin
 from sparkml_dist.clustering.params import _KMeansParams
 from sparkml_dist.clustering.transform import with_assignments
-from sparkml_dist.data.validation import DataValidationError, ScanStats, check_columns
+from sparkml_dist.data.validation import check_columns
 
 logger = logging.getLogger(__name__)
-
-
-def data_check(k: int, featuresCol: str, initial_width: int | None = None):
-    """A check on the validated data's statistics run before any training work, on either engine."""
-
-    def check(stats: ScanStats) -> None:
-        if k > stats.rows:
-            raise DataValidationError(f"k={k} is larger than the number of rows ({stats.rows}) in featuresCol="
-                                      f"{featuresCol!r}")
-        if initial_width is not None and initial_width != stats.n_features:
-            raise DataValidationError(f"initialCenters have {initial_width} columns but featuresCol={featuresCol!r} "
-                                      f"has {stats.n_features} features")
-
-    return check
-
-
-def run_engine(engine: str, df, spec, body, args: tuple, check) -> Any:
-    """Run ``body(data, *args)`` on the chosen engine; the result's ``bytes_communicated`` (BSP) and
-    ``load_seconds`` are filled in."""
-    if engine == "bsp":
-        result, nbytes, load_seconds = run_bsp(df, spec, body, args, check)
-        result.bytes_communicated = nbytes
-    else:
-        result, load_seconds = run_mapreduce(df, spec, body, args, check)
-    result.load_seconds = load_seconds
-    return result
 
 
 class KMeansSummary:
