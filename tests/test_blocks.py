@@ -135,3 +135,12 @@ def test_negative_weights_and_width_mismatch(spark):
     ragged = spark.createDataFrame([([1.0], 0), ([1.0, 2.0], 1)], "f array<double>, label int").coalesce(1)
     with pytest.raises(Exception, match="feature arrays of different lengths"):
         to_blocks(ragged, "f", "label")
+
+
+def test_from_numpy_keeps_nan_for_validation_to_count(spark):
+    X = np.ones((50, 3))
+    X[[3, 7], 1] = np.nan
+    X[9, 2] = np.inf
+    df = from_numpy(spark, X, np.zeros(50), num_partitions=2)
+    with pytest.raises(DataValidationError, match=r"featuresCol='features' has 3 NaN or infinite values"):
+        to_blocks(df, "features", "label")

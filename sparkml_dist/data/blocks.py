@@ -123,21 +123,23 @@ class Block:
         return self.w if self.w is not None else np.ones(self.n_rows)
 
     def save_state(self, name: str, array: np.ndarray) -> None:
-        """Keep per-partition state (e.g. sample weights) beside the block, atomically."""
-        self._state[name] = array
-        if self.path:
-            tmp = os.path.join(self.path, f".{name}.{uuid.uuid4().hex}.npy")
-            np.save(tmp, array)
-            os.replace(tmp, os.path.join(self.path, f"state_{name}.npy"))
+        """Keep per-partition state (e.g. sample weights) beside the block, atomically.
+
+        A resident block (``path`` set) keeps its state on disk only: a partition's tasks may run in different Python
+        workers, so a copy cached in one worker's memory could be stale in the next job.
+        """
+        if not self.path:
+            self._state[name] = array
+            return
+        tmp = os.path.join(self.path, f".{name}.{uuid.uuid4().hex}.npy")
+        np.save(tmp, array)
+        os.replace(tmp, os.path.join(self.path, f"state_{name}.npy"))
 
     def load_state(self, name: str, default: np.ndarray | None = None) -> np.ndarray | None:
-        if name in self._state:
-            return self._state[name]
-        if self.path:
-            f = os.path.join(self.path, f"state_{name}.npy")
-            if os.path.exists(f):
-                return np.load(f)
-        return default
+        if not self.path:
+            return self._state.get(name, default)
+        f = os.path.join(self.path, f"state_{name}.npy")
+        return np.load(f) if os.path.exists(f) else default
 
 
 def arrow_to_block(batches: Iterable, spec: ColumnSpec, dtype=np.float64, sparse: bool = False,

@@ -59,7 +59,7 @@ def from_numpy(spark, X: np.ndarray, y: np.ndarray | None = None, num_partitions
     table = pa.table(cols)
     # FixedSizeList -> list for Spark's Arrow reader
     table = table.set_column(0, "x", table.column("x").cast(pa.list_(pa.float64())))
-    df = spark.createDataFrame(table.to_pandas())
+    df = spark.createDataFrame(table)  # straight from Arrow: NaN stays NaN (a pandas round trip makes it null)
     if num_partitions:
         df = df.repartition(num_partitions) if num_partitions != df.rdd.getNumPartitions() else df
     out = df.select(array_to_vector("x").alias("features"), *[c for c in df.columns if c != "x"])
