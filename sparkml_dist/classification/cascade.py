@@ -7,8 +7,10 @@ all its pairwise problems -- a superset of what each pair needs, which keeps eve
 
 ``cascade`` (Graf, Cosatto, Bottou, Durdanovic, Vapnik, NIPS 2004): layer 1 trains every partition; SV sets are merged
 pairwise up a binary tree (each merge retrains on the union, the pairs of a layer in parallel as Spark tasks) to one
-SVM; its SVs are fed back into every partition (and every merge) for another pass, until the top SVM's dual objective
-changes by less than ``tol`` (relative), its SV set stops changing, or ``maxPasses`` passes were made.
+SVM; its SVs are fed back into every partition (and every merge) for another pass, until no row violates the top
+SVM's KKT conditions, its dual objective changes by less than ``tol`` (relative), its SV set stops changing, or
+``maxPasses`` passes were made. In a feedback pass a partition retrains only on its rows near or inside the top SVM's
+margin plus the fed-back SVs (rows far outside the margin are left out), which keeps feedback passes cheap.
 
 ``mrsmo`` (Alham et al. 2011): the same cascade, one pass, no feedback.
 
@@ -60,16 +62,50 @@ def _block_rows(block, offsets: dict[int, int]) -> SVSet:
                  np.asarray(block.y).astype(np.int64))
 
 
-def _train_leaf(block, offsets: dict[int, int], extra: SVSet | None, cfg: SolverConfig):
-    """Layer-1 node: local rows (plus the fed-back SVs) -> its SVs and objective."""
+#: a feedback pass retrains a leaf on its rows with margin below 1 + MARGIN_BUFFER (not only the strict violators):
+#: rows just outside the margin are the ones the updated solution pulls in next
+MARGIN_BUFFER = 0.5
+
+
+def margins(rows: SVSet, sol: SVCSolution, kernel: KernelSpec) -> np.ndarray:
+    """Smallest functional margin ``y f(x)`` of every row over its one-vs-one problems (KKT: >= 1 off the SVs)."""
+    dec = sol.pair_decisions(rows.X, kernel)
+    classes = sol.classes
+    margin = np.full(len(rows), np.inf)
+    for k, (i, j, _, _, _) in enumerate(sol.pair_coefficients()):
+        # two classes: a positive decision means the second class; one-vs-one: the first of the pair
+        pos, neg = (classes[j], classes[i]) if len(classes) == 2 else (classes[i], classes[j])
+        for label, sign in ((pos, 1.0), (neg, -1.0)):
+            mask = rows.y == label
+            margin[mask] = np.minimum(margin[mask], sign * dec[mask, k])
+    return margin
+
+
+def _train_leaf(block, offsets: dict[int, int], extra: SVSet | None, cfg: SolverConfig,
+                top: SVCSolution | None = None):
+    """Layer-1 node: local rows (plus the fed-back SVs) -> its SVs.
+
+    In a feedback pass (``top`` given) only the local rows near or inside the previous top SVM's margin join the
+    fed-back SVs (rows far outside it do not change the optimum), which makes feedback passes cheap. A node with
+    no KKT violator at all passes the fed-back SVs on untrained.
+    """
     if block.n_rows == 0:
         return None
     rows = _block_rows(block, offsets)
+    start = time.perf_counter()
+    n_violators = -1
+    if top is not None:
+        m = margins(rows, top, cfg.kernel)
+        fresh = ~np.isin(rows.ids, extra.ids if extra is not None else np.zeros(0, np.int64))
+        n_violators = int((fresh & (m < 1.0 - 1e-3)).sum())  # libsvm's own KKT tolerance
+        if n_violators == 0:
+            return block.partition, extra, None, 0, time.perf_counter() - start, 0
+        keep = fresh & (m < 1.0 + MARGIN_BUFFER)
+        rows = SVSet(rows.ids[keep], rows.X[keep], rows.y[keep])
     if extra is not None and len(extra):
         rows = rows.union(extra)
-    start = time.perf_counter()
     svs, sol = train_local(rows, cfg.kernel, cfg.C, cfg.cache_size, cfg.max_iter, objective=False)
-    return block.partition, svs, sol, len(rows), time.perf_counter() - start
+    return block.partition, svs, sol, len(rows), time.perf_counter() - start, n_violators
 
 
 def _train_merge(sets: list[SVSet], cfg: SolverConfig, objective: bool = False):
@@ -126,7 +162,12 @@ def fit_cascade(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: 
     converged = False
     sol = None
     for p in range(passes):
-        leaves = [r for r in blocks.map(_train_leaf, offsets, final, cfg) if r is not None]
+        leaves = [r for r in blocks.map(_train_leaf, offsets, final, cfg, sol) if r is not None]
+        if p > 0 and sum(r[5] for r in leaves) == 0:
+            # no row anywhere violates the KKT conditions of the top SVM: it is the optimum of the whole problem
+            logger.info("cascade: pass %d finds no KKT violators; converged", p + 1)
+            converged = True
+            break
         leaf_sets = [r[1] for r in leaves]
         top, sol, merge_sizes = _reduce_tree(sc, leaf_sets, cfg, final)
         sol = _require_solution(sol)
@@ -134,6 +175,7 @@ def fit_cascade(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: 
         change = abs(obj - prev_obj) / max(abs(obj), 1e-300) if prev_obj is not None else float("inf")
         same_set = final is not None and _same_ids(final, top)
         progress.step(objective=obj, relative_change=change, n_sv=len(top),
+                      violators=int(sum(max(r[5], 0) for r in leaves)) if p > 0 else -1,
                       leaf_sv=int(sum(len(s) for s in leaf_sets)), leaf_rows=int(sum(r[3] for r in leaves)),
                       leaf_seconds=float(max(r[4] for r in leaves)), merge_rows=int(sum(merge_sizes)))
         final = top
