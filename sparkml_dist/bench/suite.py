@@ -24,8 +24,8 @@ SUITES = {
 }
 
 #: sizes for ``--quick`` (keys that a suite's ``run`` does not take are ignored)
-QUICK = {"rows": 100_000, "dims": 16, "k": 8, "repeats": 2, "adaboost_rows": 50_000, "svm_rows": [5_000, 10_000],
-         "rounds": 10}
+QUICK = {"rows": 100_000, "dims": 16, "k": 8, "repeats": 2, "iters": 5, "adaboost_rows": 50_000,
+         "svm_sizes": (5_000, 10_000), "rounds": 10}
 
 
 def _flatten(prefix: str, value, out: dict) -> None:

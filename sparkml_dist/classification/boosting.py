@@ -207,12 +207,8 @@ def _reweight(w: np.ndarray, alpha: float, miss: np.ndarray) -> np.ndarray:
 
 
 def _weights(block, key: str) -> np.ndarray:
-    """This partition's current sample weights, read from the file beside the block.
-
-    ``Block.load_state`` prefers the copy cached in the worker process, but another Python worker may have updated
-    the partition since (tasks of a partition do not stick to one worker), so mutable state is always re-read.
-    """
-    block._state.pop(f"{key}_w", None)
+    """This partition's current sample weights, read from the file beside the block (``Block.load_state`` of a
+    resident block always reads the file: another Python worker may have updated the partition since)."""
     return block.load_state(f"{key}_w")
 
 
