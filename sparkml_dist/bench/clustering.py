@@ -20,7 +20,6 @@ Every figure is the median over ``repeats``; ratios are logged and written with 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import time
@@ -207,8 +206,9 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         spark.stop()
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(report, fh, indent=2, sort_keys=True)
+        from sparkml_dist.data.io import write_json
+
+        write_json(args.out, report)  # atomically
         logger.info("wrote %s", args.out)
     return report
 

@@ -59,13 +59,26 @@ def _plot(name: str, figures: dict, path: str) -> bool:
     return True
 
 
+def native_blas_available() -> bool:
+    """Whether MLlib (netlib via dev.ludovic.netlib) can load a native BLAS on this machine."""
+    import ctypes.util
+
+    return ctypes.util.find_library("blas") is not None or any(
+        os.path.exists(os.path.join(d, "libblas.so.3")) for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+                                                                  "/usr/lib64", "/usr/lib"))
+
+
 def run_suites(spark, suites: list[str], out: str, quick: bool = False) -> str:
     from sparkml_dist.data.io import atomic_path
 
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
         raise ValueError(f"--suite: unknown {unknown}; known: {', '.join(SUITES)}")
-    report = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+    native_blas = native_blas_available()
+    if not native_blas:
+        logger.warning("no libblas.so.3: MLlib falls back to Java BLAS (~20%% slower), which flatters us; install "
+                       "Debian's libopenblas0-pthread for a fair baseline")
+    report = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "native_blas": native_blas,
                           "spark": spark.version, "master": spark.sparkContext.master},
               "quick": quick, "suites": {}}
     for name in suites:

@@ -307,6 +307,7 @@ def fit_exact(blocks, n_classes: int, rounds: int, learning_rate: float, max_bin
     seeds = tree_seeds(seed, rounds)
     progress = ProgressReporter("adaboost", total=rounds, rows=blocks.num_rows, logger=logger)
     hypotheses: list = []
+    update = None  # the previous round's stump and alpha, applied inside the next round's pass
     for t in range(rounds):
         if t > 0:
             hist = blocks.aggregate(_exact_round, key, n_bins, n_classes, update)

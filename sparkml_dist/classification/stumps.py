@@ -256,7 +256,7 @@ def best_stump(hist: np.ndarray, binning: Binning, order: list[int] | None = Non
     majority = argmax_ties(total)
     if order is None:
         order = [f for f in range(len(n_bins)) if not binning.constant_features()[f]]
-    best_score, best = -np.inf, None
+    best_score = -np.inf
     candidates = []  # (feature, score array, left masses, positions)
     for f in order:
         h = hist[offsets[f]:offsets[f + 1]]
