@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import yaml
 
-from sparkml_dist.data.io import atomic_path
+from sparkml_dist.data.io import atomic_path, json_default
 
 logger = logging.getLogger(__name__)
 
@@ -151,26 +151,16 @@ def run_job(name: str, cfg: dict, spark, output: str | None = None) -> dict:
     metrics = {"job": name, "seconds": time.perf_counter() - start, **result.metrics}
     if output:
         with atomic_path(output, spark) as tmp:
-            os.makedirs(tmp, exist_ok=True) if "://" not in tmp else None
+            os.makedirs(tmp, exist_ok=True)  # metrics.json is written with the local filesystem API
             for key, model in result.models.items():
                 model.write().overwrite().save(f"{tmp}/{key}")
             for key, frame in result.frames.items():
                 frame.write.mode("overwrite").parquet(f"{tmp}/{key}")
             with open(os.path.join(tmp, "metrics.json"), "w") as fh:
-                json.dump(metrics, fh, indent=2, sort_keys=True, default=_default)
+                json.dump(metrics, fh, indent=2, sort_keys=True, default=json_default)
         logger.info("job %s wrote %s", name, output)
     logger.info("job %s finished in %.1fs", name, metrics["seconds"])
     return metrics
-
-
-def _default(o):
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def script_main(job: str, argv: list[str] | None = None) -> dict:

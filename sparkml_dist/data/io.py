@@ -78,17 +78,18 @@ def write_json(path: str, obj: Any, spark=None) -> None:
     """Write ``obj`` as indented JSON atomically (local paths)."""
     with atomic_path(path, spark) as tmp:
         with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
+            json.dump(obj, fh, indent=2, sort_keys=True, default=json_default)
 
 
-def _json_default(o):
+def json_default(o):
+    """``json.dump`` default for numpy scalars and arrays; anything else is written as its ``str``."""
     import numpy as np
 
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
         return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    return str(o)
 
 
 def write_dataframe(df, path: str, fmt: str = "parquet", mode: str = "overwrite") -> None:

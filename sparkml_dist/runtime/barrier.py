@@ -352,11 +352,3 @@ def run_barrier(fn: Callable[..., Any], num_tasks: int | None = None, *, spark=N
     del store  # the driver's TCPStore lives exactly as long as the call
     logger.debug("barrier x%d finished in %.2fs", num_tasks, results.seconds)
     return results
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
