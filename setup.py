@@ -18,6 +18,8 @@ setup(
         "pandas>=2.0,<3",
         "scikit-learn>=1.4",
         "scipy>=1.10",
+        # the cascade SVM's warm-startable SMO solver and fused kernels (C speed without a build step)
+        "numba>=0.60",
         # install torch==2.13.0 (CPU) first: a bare `torch` requirement pulls a multi-GB CUDA build
         "torch>=2.4",
         "gymnasium>=1.0",

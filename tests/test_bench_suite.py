@@ -26,3 +26,15 @@ def test_unknown_suite_is_named(spark, tmp_path):
     with pytest.raises(ValueError, match=r"--suite: unknown \['nosuch'\]"):
         suite.run_suites(spark, ["nosuch"], str(tmp_path / "b"))
     assert not os.path.exists(tmp_path / "b")
+
+
+def test_svm_scaling_plot(tmp_path):
+    from sparkml_dist.bench import classification
+
+    sizes = {str(n): {"sklearn_svc": {"fit_seconds": t}, "cascade": {"fit_seconds": c}, "mrsmo": {"fit_seconds": m}}
+             for n, t, c, m in ((20_000, 2.4, 5.0, 3.6), (100_000, 54.2, 14.4, 8.7))}
+    names = classification.plot({"svm": {"class_sep": 1.0, "sizes": sizes}}, str(tmp_path))
+    assert names == ["svm_scaling.png"]
+    with open(tmp_path / "svm_scaling.png", "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert classification.plot({"adaboost": {}}, str(tmp_path / "none")) == []  # nothing to draw

@@ -2,7 +2,8 @@
 
 Each suite is a module of :mod:`sparkml_dist.bench` with ``run(spark, **sizes) -> dict``; ``quick`` picks small
 sizes for a smoke run. The report directory (written atomically) holds ``report.json`` (every figure), ``report.md``
-(the tables) and one PNG per suite plotting its ``*_seconds`` figures.
+(the tables), one PNG per suite plotting its ``*_seconds`` figures, and the plots a suite draws itself (a module-level
+``plot(figures, directory) -> [file names]``, e.g. the SVM's time-against-rows curve).
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ def run_suites(spark, suites: list[str], out: str, quick: bool = False) -> str:
             lines += [f"| {k} | {v:.4g} |" for k, v in flat.items() if "samples" not in k]
             if _plot(name, body["figures"], os.path.join(tmp, f"{name}.png")):
                 lines += ["", f"![{name}]({name}.png)"]
+            module = importlib.import_module(SUITES[name])
+            for png in module.plot(body["figures"], tmp) if hasattr(module, "plot") else []:
+                lines += ["", f"![{png}]({png})"]
             lines.append("")
         with open(os.path.join(tmp, "report.md"), "w") as fh:
             fh.write("\n".join(lines))

@@ -1,18 +1,28 @@
 """Distributed kernel-SVM trainers behind :class:`~sparkml_dist.classification.svm.CascadeSVC`.
 
 Each partition is a node holding resident float64 rows (:func:`sparkml_dist.data.blocks.to_blocks`) with global row
-ids; nodes train libsvm locally (:func:`~sparkml_dist.classification.kernel_svm.train_local`) and exchange only
-support vectors. Multi-class problems are solved one-vs-one inside libsvm, so a node passes on the union of the SVs of
-all its pairwise problems -- a superset of what each pair needs, which keeps every pair's optimum intact.
+ids; nodes train locally and exchange only support vectors (with their dual variables). Multi-class problems are
+solved one-vs-one, so a node passes on the union of the SVs of all its pairwise problems -- a superset of what each
+pair needs, which keeps every pair's optimum intact.
 
-``cascade`` (Graf, Cosatto, Bottou, Durdanovic, Vapnik, NIPS 2004): layer 1 trains every partition; SV sets are merged
-pairwise up a binary tree (each merge retrains on the union, the pairs of a layer in parallel as Spark tasks) to one
-SVM; its SVs are fed back into every partition (and every merge) for another pass, until no row violates the top
-SVM's KKT conditions, its dual objective changes by less than ``tol`` (relative), its SV set stops changing, or
-``maxPasses`` passes were made. In a feedback pass a partition retrains only on its rows near or inside the top SVM's
-margin plus the fed-back SVs (rows far outside the margin are left out), which keeps feedback passes cheap.
+``cascade`` (Graf, Cosatto, Bottou, Durdanovic, Vapnik, NIPS 2004):
 
-``mrsmo`` (Alham et al. 2011): the same cascade, one pass, no feedback.
+* layer 1: every partition cuts its rows into leaves of at most ``leaf_size`` rows and trains libsvm on each (the
+  cascade's whole point: libsvm's cost grows super-linearly with rows, so many small problems are cheap);
+* merges: SV sets are merged pairwise up a binary tree -- first inside each partition, then across partitions, the
+  merges of a layer in parallel as Spark tasks. A merge **starts from its children's alphas** (Graf et al.'s
+  observation that the union of the children's solutions is a good feasible start), solved by our warm-startable SMO
+  on the in-memory kernel matrix (:mod:`~sparkml_dist.classification.smo`); libsvm (cold) when the matrix would
+  exceed ``kernel_memory``;
+* feedback: the top SVM is sent back to every partition, which checks its rows against the top's KKT conditions in
+  one vectorised pass. A partition retrained on its rows plus the top SVs, starting from the top's solution, could
+  only move its *violators*; so the violators of all partitions join the top SVs and the top is re-solved, warm from
+  its previous alphas. The top objective never decreases (the previous optimum stays feasible) and strictly grows
+  while violators exist; the loop stops when no row violates the KKT conditions (libsvm's tolerance: the top SVM is
+  then the optimum of the whole problem), when the objective changes by less than ``tol`` (relative), or after
+  ``max_passes`` passes.
+
+``mrsmo`` (Alham et al. 2011): the same layer 1 and merges, one pass, no feedback.
 
 ``dpsvm`` (Lu, Roychowdhury, Vandenberghe 2008): every round each node trains on its own rows plus the SVs its
 in-neighbours (ring: node ``i-1``; complete: all others) found in the previous round, until no node's SV set changes
@@ -30,7 +40,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sparkml_dist.classification.kernel_svm import KernelSpec, SVCSolution, SVSet, train_local
+from sparkml_dist.classification.kernel_svm import (KernelSpec, SVCSolution, SVSet, pair_index, train_local,
+                                                    train_warm)
 from sparkml_dist.runtime.logs import ProgressReporter
 
 logger = logging.getLogger(__name__)
@@ -38,12 +49,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SolverConfig:
-    """What every node needs to train: kernel, ``C``, libsvm cache and iteration cap."""
+    """What every node needs to train.
+
+    ``kernel_memory`` (bytes) caps the float32 kernel matrix a warm-started merge may build (0: libsvm everywhere);
+    ``leaf_size`` is the most rows a layer-1 libsvm problem gets (0: a whole partition).
+    """
 
     kernel: KernelSpec
     C: float
     cache_size: float = 500.0
     max_iter: int = -1
+    n_classes: int = 2
+    kernel_memory: float = 4096 * 2**20
+    leaf_size: int = 5000
 
 
 @dataclass
@@ -62,14 +80,19 @@ def _block_rows(block, offsets: dict[int, int]) -> SVSet:
                  np.asarray(block.y).astype(np.int64))
 
 
-#: a feedback pass retrains a leaf on its rows with margin below 1 + MARGIN_BUFFER (not only the strict violators):
-#: rows just outside the margin are the ones the updated solution pulls in next
-MARGIN_BUFFER = 0.5
+def margins(rows: SVSet, sol: SVCSolution, kernel: KernelSpec, fast: bool = False,
+            dec: np.ndarray | None = None) -> np.ndarray:
+    """Smallest functional margin ``y f(x)`` of every row over its one-vs-one problems (KKT: >= 1 off the SVs).
 
+    ``fast``: float32 kernel blocks (:func:`smo.decision_values`), accurate to ~1e-5 -- for the KKT scan. ``dec``:
+    the decision values ``(n, n_pairs)``, already computed.
+    """
+    if dec is None and fast:
+        from sparkml_dist.classification.smo import decision_values
 
-def margins(rows: SVSet, sol: SVCSolution, kernel: KernelSpec) -> np.ndarray:
-    """Smallest functional margin ``y f(x)`` of every row over its one-vs-one problems (KKT: >= 1 off the SVs)."""
-    dec = sol.pair_decisions(rows.X, kernel)
+        dec = decision_values(rows.X, sol, kernel)
+    elif dec is None:
+        dec = sol.pair_decisions(rows.X, kernel)
     classes = sol.classes
     margin = np.full(len(rows), np.inf)
     for k, (i, j, _, _, _) in enumerate(sol.pair_coefficients()):
@@ -81,63 +104,155 @@ def margins(rows: SVSet, sol: SVCSolution, kernel: KernelSpec) -> np.ndarray:
     return margin
 
 
-def _train_leaf(block, offsets: dict[int, int], extra: SVSet | None, cfg: SolverConfig,
-                top: SVCSolution | None = None):
-    """Layer-1 node: local rows (plus the fed-back SVs) -> its SVs.
+def _coefficients(sol: SVCSolution) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ids, X, coefT)`` of a solution, ids sorted: ``coefT[k, r]`` is SV ``r``'s coefficient in pair ``k``."""
+    pairs = list(sol.pair_coefficients())
+    coefT = np.zeros((len(pairs), len(sol.support_ids)))
+    for k, (_, _, idx, c, _) in enumerate(pairs):
+        coefT[k, idx] = c
+    order = np.argsort(sol.support_ids, kind="stable")
+    return sol.support_ids[order], sol.support_vectors[order], coefT[:, order]
 
-    In a feedback pass (``top`` given) only the local rows near or inside the previous top SVM's margin join the
-    fed-back SVs (rows far outside it do not change the optimum), which makes feedback passes cheap. A node with
-    no KKT violator at all passes the fed-back SVs on untrained.
-    """
+
+def _scan_delta(old: tuple, new: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """The rows and coefficient changes that turn the decision values of solution ``old`` into those of ``new``
+    (bias aside): on noisy data most SVs stay at ``C`` between passes, so a rescan costs a fraction of a full one."""
+    ids = np.union1d(old[0], new[0])
+    X = np.zeros((len(ids), old[1].shape[1]))
+    coef = np.zeros((old[2].shape[0], len(ids)))
+    for sign, (oid, oX, oc) in ((-1.0, old), (1.0, new)):
+        pos = np.searchsorted(ids, oid)
+        X[pos] = oX
+        coef[:, pos] += sign * oc
+    changed = np.flatnonzero(np.abs(coef).max(axis=0) > 1e-12)
+    return X[changed], coef[:, changed]
+
+
+def _solve(rows: SVSet, cfg: SolverConfig, warm: bool, shrink: bool = False,
+           keep_within: float | None = None) -> tuple[SVSet, SVCSolution | None, str]:
+    """One node's SVM: our warm-started SMO when asked (its kernel matrix within ``kernel_memory``, or shrunk to
+    fit), else libsvm from zero."""
+    if warm and cfg.kernel_memory > 0:
+        solved = train_warm(rows, cfg.kernel, cfg.C, cfg.n_classes, cfg.max_iter, kernel_memory=cfg.kernel_memory,
+                            shrink=shrink, keep_within=keep_within)
+        if solved is not None:
+            return solved[0], solved[1], "smo"
+        logger.info("svm: a %d-row merge does not fit kernelMemoryMB=%.0f even shrunk; libsvm from zero",
+                    len(rows), cfg.kernel_memory / 2**20)
+    svs, sol = train_local(rows, cfg.kernel, cfg.C, cfg.cache_size, cfg.max_iter, objective=False,
+                           n_classes=cfg.n_classes)
+    return svs, sol, "libsvm"
+
+
+def _merge_level(sets: list[SVSet], cfg: SolverConfig) -> list[SVSet]:
+    """Pairwise merges of one cascade layer, in order (an odd one out moves up unchanged)."""
+    out = []
+    for k in range(0, len(sets), 2):
+        if k + 1 == len(sets):
+            out.append(sets[k])
+        else:
+            out.append(_solve(sets[k].union(sets[k + 1]), cfg, warm=True)[0])
+    return out
+
+
+def _train_partition(block, offsets: dict[int, int], cfg: SolverConfig):
+    """Layer 1 inside one partition: libsvm on leaves of at most ``leaf_size`` rows, then the partition's own
+    merges up to one SV set. Returns ``(partition, SVSet, rows, leaves, leaf SVs, seconds)``."""
     if block.n_rows == 0:
         return None
-    rows = _block_rows(block, offsets)
     start = time.perf_counter()
-    n_violators = -1
-    if top is not None:
-        m = margins(rows, top, cfg.kernel)
-        fresh = ~np.isin(rows.ids, extra.ids if extra is not None else np.zeros(0, np.int64))
-        n_violators = int((fresh & (m < 1.0 - 1e-3)).sum())  # libsvm's own KKT tolerance
-        if n_violators == 0:
-            return block.partition, extra, None, 0, time.perf_counter() - start, 0
-        keep = fresh & (m < 1.0 + MARGIN_BUFFER)
-        rows = SVSet(rows.ids[keep], rows.X[keep], rows.y[keep])
-    if extra is not None and len(extra):
-        rows = rows.union(extra)
-    svs, sol = train_local(rows, cfg.kernel, cfg.C, cfg.cache_size, cfg.max_iter, objective=False)
-    return block.partition, svs, sol, len(rows), time.perf_counter() - start, n_violators
+    rows = _block_rows(block, offsets)
+    n_leaves = max(1, -(-len(rows) // cfg.leaf_size)) if cfg.leaf_size > 0 else 1
+    level = [_solve(rows.take(idx), cfg, warm=False)[0] for idx in np.array_split(np.arange(len(rows)), n_leaves)]
+    leaf_sv = int(sum(len(s) for s in level))
+    while len(level) > 1:
+        level = _merge_level(level, cfg)
+    return block.partition, level[0], len(rows), n_leaves, leaf_sv, time.perf_counter() - start
 
 
-def _train_merge(sets: list[SVSet], cfg: SolverConfig, objective: bool = False):
+def _train_merge(sets: list[SVSet], cfg: SolverConfig, feedback: bool = False):
+    """A merge node (or, ``feedback``, the top's re-solve: shrunk, keeping the near-margin non-SVs as its working
+    set for the next pass)."""
     rows = sets[0].union(*sets[1:])
     start = time.perf_counter()
-    svs, sol = train_local(rows, cfg.kernel, cfg.C, cfg.cache_size, cfg.max_iter, objective=objective)
+    svs, sol, solver = _solve(rows, cfg, warm=True, shrink=feedback, keep_within=MARGIN_BUFFER if feedback else None)
+    if sol is not None and solver == "libsvm":
+        from sparkml_dist.classification.kernel_svm import dual_objective
+
+        sol.objective = dual_objective(sol, cfg.kernel)
     return svs, sol, len(rows), time.perf_counter() - start
 
 
-def _reduce_tree(sc, level: list[SVSet], cfg: SolverConfig,
-                 feedback: SVSet | None = None) -> tuple[SVSet, SVCSolution | None, list[int]]:
-    """Merge SV sets pairwise, layer by layer, each layer's merges as parallel Spark tasks; the top SVM.
-
-    ``feedback`` (the previous pass's top SVs) joins every merge too: a node's SVs may leave out some of them, and
-    a merge without them could then fall below the previous pass's objective. With them every node's problem
-    contains the previous optimum, so the top objective never decreases and a pass that leaves the top SV set
-    unchanged has met the optimum.
-    """
-    extra = [feedback] if feedback is not None and len(feedback) else []
-    sizes = []
-    sol = None
-    if len(level) == 1:  # a single node: its local SVM is the top (retrain so that the solution exists)
-        svs, sol, n, _ = _train_merge(level + extra, cfg, objective=True)
-        return svs, sol, [n]
-    while len(level) > 1:
-        groups = [level[i:i + 2] + extra for i in range(0, len(level), 2)]
-        top = len(groups) == 1  # only the top SVM's objective is read (the stopping rule)
-        results = sc.parallelize(groups, len(groups)).map(lambda g: _train_merge(g, cfg, top)).collect()
+def _reduce_tree(sc, level: list[SVSet], cfg: SolverConfig) -> tuple[SVSet, SVCSolution, list[int]]:
+    """Merge the partitions' SV sets pairwise, layer by layer, each layer's merges as parallel Spark tasks; the top
+    SVM (the last merge, or a solve of the only set)."""
+    sizes: list[int] = []
+    while True:
+        groups = [level[i:i + 2] for i in range(0, len(level), 2)]
+        results = sc.parallelize(groups, len(groups)).map(lambda g: _train_merge(g, cfg)).collect()
         sizes.extend(r[2] for r in results)
         level = [r[0] for r in results]
-        sol = results[-1][1] if top else None
-    return level[0], sol, sizes
+        if len(level) == 1:
+            return level[0], _require_solution(results[0][1]), sizes
+
+
+#: a row outside the top SVM's problem violates its KKT conditions when its margin is below ``1 - KKT_SLACK``: the
+#: solver stops once its own KKT gap is below eps = 1e-3 (libsvm's rule), so rows within 2 eps of the margin are
+#: as optimal as the solver's own rows; counting them would make borderline rows flicker in and out
+KKT_SLACK = 2e-3
+
+#: besides its KKT violators, a partition sends up as many rows again from those with margin below
+#: ``1 + MARGIN_BUFFER`` under the top SVM (nearest first): the re-solved top moves its margin, and rows just outside
+#: it are the next pass's violators (without them the objective creeps up by a few violators per pass)
+MARGIN_BUFFER = 0.5
+
+
+def _violators(block, offsets: dict[int, int], sol: SVCSolution, kernel: KernelSpec, buffer: float,
+               working: np.ndarray, scan: int, delta: tuple | None, n_classes: int):
+    """Rows of this partition outside the top SVM's problem that violate its KKT conditions (margin below
+    ``1 - KKT_SLACK``) or lie within ``buffer`` of its margin: ``(SVSet without alphas, violators, rows computed,
+    seconds)``.
+
+    The decision values (bias aside) stay beside the block (``state_svm_scan``); scan ``scan`` updates those of
+    scan ``scan - 1`` by ``delta`` = (rows, coefficient changes) when given, and computes only rows never computed.
+    """
+    if block.n_rows == 0:
+        return None
+    from sparkml_dist.classification.smo import kernel_products
+
+    start = time.perf_counter()
+    rows = _block_rows(block, offsets)
+    n_pairs = len(sol.intercept)
+    stored = block.load_state("svm_scan")
+    version = block.load_state("svm_scan_version")
+    if delta is None or stored is None or version is None or int(version[0]) != scan - 1 \
+            or stored.shape[1] != n_pairs:
+        stored = np.full((len(rows), n_pairs), np.nan)
+    else:
+        known = ~np.isnan(stored[:, 0])
+        if known.any() and len(delta[0]):
+            stored[known] += kernel_products(rows.X[known], delta[0], delta[1], kernel)
+    outside = ~np.isin(rows.ids, working)
+    todo = outside & np.isnan(stored[:, 0])
+    if todo.any():
+        ids, X, coefT = _coefficients(sol)
+        stored[todo] = kernel_products(rows.X[todo], X, coefT, kernel)
+    block.save_state("svm_scan", stored)
+    block.save_state("svm_scan_version", np.array([scan]))
+    rows, dec = rows.take(outside), stored[outside] + sol.intercept
+    if len(rows) == 0:
+        return rows, 0, int(todo.sum()), time.perf_counter() - start
+    m = margins(rows, sol, kernel, dec=dec)
+    n_violators = int((m < 1.0 - KKT_SLACK).sum())
+    # the violators and as many near-margin rows again (the smallest margins first)
+    near = np.flatnonzero(m < 1.0 + buffer)
+    near = np.sort(near[np.argsort(m[near], kind="stable")[:2 * n_violators]])
+    out = rows.take(near)
+    # their decision values (bias aside) in the global pair layout: the re-solve's gradient for free
+    out.score = np.full((len(near), n_classes * (n_classes - 1) // 2), np.nan)
+    for k, (i, j, _, _, _) in enumerate(sol.pair_coefficients()):
+        out.score[:, pair_index(int(sol.classes[i]), int(sol.classes[j]), n_classes)] = stored[outside][near, k]
+    return out, n_violators, int(todo.sum()), time.perf_counter() - start
 
 
 def _same_ids(a: SVSet, b: SVSet) -> bool:
@@ -157,34 +272,47 @@ def fit_cascade(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: 
     passes = max_passes if feedback else 1
     progress = ProgressReporter("cascade-svm" if feedback else "mrsmo", total=passes, rows=blocks.num_rows,
                                 logger=logger)
-    final = None
-    prev_obj = None
-    converged = False
-    sol = None
-    for p in range(passes):
-        leaves = [r for r in blocks.map(_train_leaf, offsets, final, cfg, sol) if r is not None]
-        if p > 0 and sum(r[5] for r in leaves) == 0:
+    t0 = time.perf_counter()
+    parts = [r for r in blocks.map(_train_partition, offsets, cfg) if r is not None]
+    t1 = time.perf_counter()
+    top, sol, merge_sizes = _reduce_tree(sc, [r[1] for r in parts], cfg)
+    progress.step(objective=sol.objective, relative_change=float("inf"), n_sv=len(sol.support_ids), violators=-1,
+                  leaves=int(sum(r[3] for r in parts)), leaf_sv=int(sum(r[4] for r in parts)),
+                  partition_sv=int(sum(len(r[1]) for r in parts)), layer1_seconds=t1 - t0,
+                  merge_rows=int(sum(merge_sizes)), merge_seconds=time.perf_counter() - t1)
+    converged = not feedback  # MRSMO is a single pass by definition
+    scanned = None  # the solution the partitions' stored decision values belong to
+    for p in range(1, passes):
+        t0 = time.perf_counter()
+        now = _coefficients(sol)
+        delta = None
+        if scanned is not None and scanned[2].shape[0] == now[2].shape[0]:
+            delta = _scan_delta(scanned, now)
+        found = [r for r in blocks.map(_violators, offsets, sol, cfg.kernel, MARGIN_BUFFER, top.ids, p, delta,
+                                       cfg.n_classes) if r is not None]
+        scanned = now
+        n_violators = int(sum(r[1] for r in found))
+        t1 = time.perf_counter()
+        logger.info("cascade: scan %d: %d KKT violators (%d rows computed in full, %s changed SVs) in %.2fs",
+                    p, n_violators, sum(r[2] for r in found), "all" if delta is None else len(delta[0]), t1 - t0)
+        if n_violators == 0:
             # no row anywhere violates the KKT conditions of the top SVM: it is the optimum of the whole problem
             logger.info("cascade: pass %d finds no KKT violators; converged", p + 1)
             converged = True
             break
-        leaf_sets = [r[1] for r in leaves]
-        top, sol, merge_sizes = _reduce_tree(sc, leaf_sets, cfg, final)
-        sol = _require_solution(sol)
-        obj = sol.objective
-        change = abs(obj - prev_obj) / max(abs(obj), 1e-300) if prev_obj is not None else float("inf")
-        same_set = final is not None and _same_ids(final, top)
-        progress.step(objective=obj, relative_change=change, n_sv=len(top),
-                      violators=int(sum(max(r[5], 0) for r in leaves)) if p > 0 else -1,
-                      leaf_sv=int(sum(len(s) for s in leaf_sets)), leaf_rows=int(sum(r[3] for r in leaves)),
-                      leaf_seconds=float(max(r[4] for r in leaves)), merge_rows=int(sum(merge_sizes)))
-        final = top
-        if change < tol or same_set:
+        rows = top.union(*[r[0] for r in found])
+        # warm from the previous optimum: its deep bounded SVs are held at C (shrinking), SMO moves the rest
+        new_top, new_sol, n, _ = sc.parallelize([[rows]], 1).map(lambda g: _train_merge(g, cfg, True)).collect()[0]
+        new_sol = _require_solution(new_sol)
+        change = abs(new_sol.objective - sol.objective) / max(abs(new_sol.objective), 1e-300)
+        top, sol = new_top, new_sol
+        progress.step(objective=sol.objective, relative_change=change, n_sv=len(sol.support_ids),
+                      violators=n_violators, added=int(sum(len(r[0]) for r in found)), scan_seconds=t1 - t0,
+                      merge_rows=n,
+                      merge_seconds=time.perf_counter() - t1)
+        if change < tol:
             converged = True
             break
-        prev_obj = obj
-    if not feedback:
-        converged = True  # MRSMO is a single pass by definition
     return CascadeResult(sol, len(progress.history), converged, progress.history)
 
 
@@ -239,5 +367,5 @@ def fit_dpsvm(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: in
     if not converged:
         logger.warning("dpsvm: SV sets still changing after %d rounds (raise maxPasses)", max_rounds)
     union = SVSet.empty(blocks.n_features).union(*current.values())
-    _, sol, n, _ = sc.parallelize([[union]], 1).map(lambda g: _train_merge(g, cfg, True)).collect()[0]
+    _, sol, n, _ = sc.parallelize([[union]], 1).map(lambda g: _train_merge(g, cfg)).collect()[0]
     return CascadeResult(_require_solution(sol), len(progress.history), converged, progress.history)

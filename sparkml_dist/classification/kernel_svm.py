@@ -38,11 +38,17 @@ class KernelSpec:
 
 @dataclass
 class SVSet:
-    """Rows passed between cascade nodes: global ``ids``, features ``X``, class labels ``y``."""
+    """Rows passed between cascade nodes: global ``ids``, features ``X``, class labels ``y``, and optionally the
+    dual variables ``alpha`` the rows had in the node that produced them, ``(n, n_pairs)`` over the global
+    one-vs-one pairs (:func:`pair_index`) -- a merge starts its solver there (alpha seeding) -- and ``score``,
+    the rows' decision values under those alphas, bias aside (NaN: unknown), which spares the next solver a kernel
+    pass to rebuild its gradient."""
 
     ids: np.ndarray
     X: np.ndarray
     y: np.ndarray
+    alpha: np.ndarray | None = None
+    score: np.ndarray | None = None
 
     @classmethod
     def empty(cls, n_features: int) -> "SVSet":
@@ -51,13 +57,38 @@ class SVSet:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def take(self, index) -> "SVSet":
+        return SVSet(self.ids[index], self.X[index], self.y[index],
+                     None if self.alpha is None else self.alpha[index],
+                     None if self.score is None else self.score[index])
+
     def union(self, *others: "SVSet") -> "SVSet":
-        """Rows of all sets, each id once (first occurrence wins), sorted by id so results do not depend on order."""
-        ids = np.concatenate([self.ids] + [o.ids for o in others])
-        X = np.concatenate([self.X] + [o.X for o in others])
-        y = np.concatenate([self.y] + [o.y for o in others])
+        """Rows of all sets, each id once (first occurrence wins), sorted by id so results do not depend on order.
+        Alphas survive when any set has them (rows of a set without start at 0); scores likewise (NaN), as long as
+        only one set brings nonzero alphas."""
+        sets = [self, *others]
+        ids = np.concatenate([s.ids for s in sets])
         _, first = np.unique(ids, return_index=True)
-        return SVSet(ids[first], X[first], y[first])
+
+        def stacked(name: str, fill: float):
+            width = max((getattr(s, name).shape[1] for s in sets if getattr(s, name) is not None), default=0)
+            if not width:
+                return None
+            parts = [getattr(s, name) if getattr(s, name) is not None else np.full((len(s), width), fill)
+                     for s in sets]
+            return np.concatenate(parts)[first]
+
+        # a score is a decision value under the alphas of the set it came with: it stays valid only while the
+        # union's nonzero alphas all come from a single set (a solution plus new rows at 0, not a merge of two)
+        with_alphas = sum(1 for s in sets if s.alpha is not None and s.alpha.any())
+        score = stacked("score", np.nan) if with_alphas <= 1 else None
+        return SVSet(ids[first], np.concatenate([s.X for s in sets])[first],
+                     np.concatenate([s.y for s in sets])[first], stacked("alpha", 0.0), score)
+
+
+def pair_index(i: int, j: int, n_classes: int) -> int:
+    """Position of class pair ``(i, j)``, ``i < j``, in libsvm's one-vs-one order over ``n_classes`` classes."""
+    return i * n_classes - i * (i + 1) // 2 + (j - i - 1)
 
 
 @dataclass
@@ -144,8 +175,10 @@ def dual_objective(sol: SVCSolution, kernel: KernelSpec) -> float:
 
 
 def train_local(rows: SVSet, kernel: KernelSpec, C: float, cache_size: float = 500.0,
-                max_iter: int = -1, objective: bool = True) -> tuple[SVSet, SVCSolution | None]:
-    """libsvm on ``rows``: the support vectors (as an :class:`SVSet`) and the solution.
+                max_iter: int = -1, objective: bool = True,
+                n_classes: int | None = None) -> tuple[SVSet, SVCSolution | None]:
+    """libsvm on ``rows``: the support vectors (as an :class:`SVSet`, with their alphas over the ``n_classes``
+    global one-vs-one pairs) and the solution.
 
     With fewer than two classes there is nothing to separate: every row is passed on, and no solution is returned.
     ``objective=False`` skips the dual objective (an ``n_SV x n_SV`` kernel pass) for nodes whose value nobody reads.
@@ -153,7 +186,7 @@ def train_local(rows: SVSet, kernel: KernelSpec, C: float, cache_size: float = 5
     from sklearn.svm import SVC
 
     if len(rows) == 0 or len(np.unique(rows.y)) < 2:
-        return rows, None
+        return SVSet(rows.ids, rows.X, rows.y), None
     svc = SVC(C=C, kernel=kernel.kernel, gamma=kernel.gamma, degree=kernel.degree, coef0=kernel.coef0,
               cache_size=cache_size, max_iter=max_iter)
     svc.fit(rows.X, rows.y)
@@ -165,7 +198,89 @@ def train_local(rows: SVSet, kernel: KernelSpec, C: float, cache_size: float = 5
                       n_support=np.asarray(svc.n_support_, dtype=np.int64))
     if objective:
         sol.objective = dual_objective(sol, kernel)
-    return SVSet(rows.ids[support], rows.X[support], rows.y[support]), sol
+    alpha = None
+    if n_classes:
+        alpha = np.zeros((len(support), n_classes * (n_classes - 1) // 2))
+        for i, j, idx, coef, _ in sol.pair_coefficients():
+            alpha[idx, pair_index(int(sol.classes[i]), int(sol.classes[j]), n_classes)] = np.abs(coef)
+    return SVSet(rows.ids[support], rows.X[support], rows.y[support], alpha), sol
+
+
+def train_warm(rows: SVSet, kernel: KernelSpec, C: float, n_classes: int, max_iter: int = -1,
+               eps: float = 1e-3, kernel_memory: float = np.inf, shrink: bool = False,
+               keep_within: float | None = None) -> tuple[SVSet, SVCSolution | None] | None:
+    """:func:`train_local`'s contract, solved by :func:`sparkml_dist.classification.smo.solve_binary` on the
+    in-memory kernel matrix, one-vs-one, each pair starting from ``rows.alpha`` (zeros where absent).
+
+    Same optimum as libsvm (same algorithm and stopping rule), usually in a fraction of its time when the start is
+    close: a merge of two solutions, or a solution plus the rows that violate it. A pair whose float32 kernel matrix
+    exceeds ``kernel_memory`` bytes is solved with the deep bounded SVs held at ``C``
+    (:func:`~sparkml_dist.classification.smo.solve_binary_shrunk`); None when even that does not fit (the caller
+    falls back to libsvm). ``shrink``: hold the deep bounded SVs of the start at ``C`` anyway (the start is an
+    optimum of a sub-problem, as in a cascade feedback pass). ``keep_within``: the returned rows are the SVs plus
+    the non-SVs whose margin is below ``1 + keep_within`` (a working set to carry into the next re-solve).
+    """
+    from sparkml_dist.classification.smo import kernel_matrix, solve_binary, solve_binary_shrunk
+
+    classes = np.unique(rows.y).astype(np.int64)
+    if len(rows) == 0 or len(classes) < 2:
+        return SVSet(rows.ids, rows.X, rows.y), None
+    max_rows = int(np.sqrt(kernel_memory / 4)) if np.isfinite(kernel_memory) else len(rows)
+    K = kernel_matrix(rows.X, None, kernel) if len(rows) <= max_rows and not shrink else None
+    n_pairs_global = n_classes * (n_classes - 1) // 2
+    warm = rows.alpha if rows.alpha is not None else np.zeros((len(rows), n_pairs_global))
+    alpha = np.zeros((len(rows), n_pairs_global))
+    score = np.full((len(rows), n_pairs_global), np.nan)
+    known = rows.score if rows.score is not None else score
+    margin = np.full(len(rows), np.inf)
+    m = len(classes)
+    results = []
+    for i in range(m):
+        for j in range(i + 1, m):
+            g = pair_index(int(classes[i]), int(classes[j]), n_classes)
+            sel = np.flatnonzero((rows.y == classes[i]) | (rows.y == classes[j]))
+            positive = classes[j] if m == 2 else classes[i]  # libsvm's sign, flipped by scikit-learn for 2 classes
+            y = np.where(rows.y[sel] == positive, 1.0, -1.0)
+            if K is not None:
+                Kp = K if len(sel) == len(rows) else np.ascontiguousarray(K[np.ix_(sel, sel)])
+                solved = solve_binary(Kp, y, C, warm[sel, g], eps=eps, max_iter=max_iter)
+            elif len(sel) <= max_rows and not shrink:
+                solved = solve_binary(kernel_matrix(rows.X[sel], None, kernel), y, C, warm[sel, g], eps=eps,
+                                      max_iter=max_iter)
+            else:
+                solved = solve_binary_shrunk(rows.X[sel], y, C, warm[sel, g], kernel, max_rows, eps=eps,
+                                             max_iter=max_iter, s0=known[sel, g])
+                if solved is None:
+                    return None
+            a, rho, W, _, G = solved
+            alpha[sel, g] = a
+            score[sel, g] = y * (G + 1.0)
+            margin[sel] = np.minimum(margin[sel], G + 1.0 - y * rho)
+            results.append((i, j, sel, a * y, -rho, W))
+    del K
+    # scikit-learn's layout: SVs grouped by class (row order inside a class), dual_coef (m-1, n_SV)
+    is_sv = np.zeros(len(rows), bool)
+    for _, _, sel, coef, _, _ in results:
+        is_sv[sel[coef != 0]] = True
+    order = np.concatenate([np.flatnonzero(is_sv & (rows.y == c)) for c in classes])
+    position = np.full(len(rows), -1)
+    position[order] = np.arange(len(order))
+    dual_coef = np.zeros((m - 1, len(order)))
+    for i, j, sel, coef, _, _ in results:
+        nz = coef != 0
+        rows_nz, coef_nz = sel[nz], coef[nz]
+        of_i = rows.y[rows_nz] == classes[i]
+        dual_coef[j - 1, position[rows_nz[of_i]]] = coef_nz[of_i]
+        dual_coef[i, position[rows_nz[~of_i]]] = coef_nz[~of_i]
+    sol = SVCSolution(classes=classes, support_ids=rows.ids[order], support_vectors=rows.X[order],
+                      support_y=rows.y[order], dual_coef=dual_coef,
+                      intercept=np.array([r[4] for r in results]),
+                      n_support=np.array([int((rows.y[order] == c).sum()) for c in classes], dtype=np.int64),
+                      objective=float(sum(r[5] for r in results)))
+    keep = order
+    if keep_within is not None:
+        keep = np.concatenate([order, np.flatnonzero(~is_sv & (margin < 1.0 + keep_within))])
+    return SVSet(rows.ids[keep], rows.X[keep], rows.y[keep], alpha[keep], score[keep]), sol
 
 
 def compute_gamma(gamma: str, n_features: int, variance: float) -> float:

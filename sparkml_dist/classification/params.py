@@ -86,11 +86,19 @@ class SVCParams(_ClassifierParams, HasMaxIter, HasTol):
                      typeConverter=TypeConverters.toString)
     cacheSize = Param(Params._dummy(), "cacheSize", "libsvm kernel cache per local solver, MB",
                       typeConverter=TypeConverters.toFloat)
+    leafSize = Param(Params._dummy(), "leafSize",
+                     "cascade/mrsmo: most rows per layer-1 libsvm problem (partitions are cut into leaves); 0: whole "
+                     "partitions", typeConverter=TypeConverters.toInt)
+    kernelMemoryMB = Param(Params._dummy(), "kernelMemoryMB",
+                           "largest in-memory float32 kernel matrix (MB) a merge may build to warm-start from its "
+                           "children's alphas; bigger merges run libsvm from zero; 0: libsvm everywhere",
+                           typeConverter=TypeConverters.toFloat)
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._setDefault(C=1.0, kernel="rbf", gamma="scale", degree=3, coef0=0.0, mode="cascade", maxPasses=5,
                          tol=1e-3, topology="ring", cacheSize=500.0, numPartitions=0, maxIter=-1,
+                         leafSize=5000, kernelMemoryMB=4096.0,
                          rawPredictionCol="rawPrediction")
 
     def getC(self) -> float:
@@ -150,6 +158,10 @@ def check_svc_params(p: SVCParams) -> None:
         raise ValueError(f"tol must be > 0, got {p.getTol()}")
     if p.getNumPartitions() < 0:
         raise ValueError(f"numPartitions must be >= 0, got {p.getNumPartitions()}")
+    if p.getOrDefault(p.leafSize) < 0:
+        raise ValueError(f"leafSize must be >= 0 (0: whole partitions), got {p.getOrDefault(p.leafSize)}")
+    if p.getOrDefault(p.kernelMemoryMB) < 0:
+        raise ValueError(f"kernelMemoryMB must be >= 0 (0: libsvm everywhere), got {p.getOrDefault(p.kernelMemoryMB)}")
 
 
 def check_classes(label_counts: dict, labelCol: str) -> int:

@@ -75,8 +75,8 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
         ``cascade``: feedback passes at most. ``dpsvm``: ring circulations at most (``maxPasses * partitions``
         exchange rounds; ``maxPasses`` rounds for the complete topology). Ignored by ``mrsmo`` (one pass).
     tol : float, default 1e-3
-        ``cascade`` stops when the top SVM's dual objective changes by less than ``tol`` relative between passes (or
-        its SV set is unchanged). libsvm's own stopping tolerance stays scikit-learn's 1e-3.
+        ``cascade`` stops when no row violates the top SVM's KKT conditions, or when a feedback pass changes its dual
+        objective by less than ``tol`` relative. The solvers' own stopping tolerance is libsvm's 1e-3.
     topology : {"ring", "complete"}, default "ring"
         ``dpsvm`` network.
     maxIter : int, default -1
@@ -84,7 +84,14 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
     cacheSize : float, default 500
         libsvm kernel cache per local solve, MB.
     numPartitions : int, default 0
-        Repartition first (0: keep the input's partitions). Every non-empty partition is a layer-1 node.
+        Repartition first (0: keep the input's partitions).
+    leafSize : int, default 5000
+        ``cascade``/``mrsmo``: every partition is cut into layer-1 leaves of at most this many rows (libsvm's cost
+        grows super-linearly with rows, so many small leaves are cheaper than one big one); 0: one leaf per partition.
+    kernelMemoryMB : float, default 4096
+        Merges (and the top SVM's feedback re-solves) start from their children's alphas, solved by our SMO on the
+        in-memory float32 kernel matrix; a merge whose matrix (4 n^2 bytes) exceeds this runs libsvm from zero.
+        0: libsvm everywhere.
 
     Notes
     -----
@@ -114,7 +121,7 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
                  kernel: str = "rbf", gamma: str | float = "scale", degree: int = 3, coef0: float = 0.0,
                  mode: str = "cascade", maxPasses: int = 5, tol: float = 1e-3, topology: str = "ring",
                  maxIter: int = -1, cacheSize: float = 500.0, seed: int | None = None,
-                 numPartitions: int = 0) -> None:
+                 numPartitions: int = 0, leafSize: int = 5000, kernelMemoryMB: float = 4096.0) -> None:
         super().__init__()
         self.setParams(**self._input_kwargs)
 
@@ -124,7 +131,7 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
                   kernel: str = "rbf", gamma: str | float = "scale", degree: int = 3, coef0: float = 0.0,
                   mode: str = "cascade", maxPasses: int = 5, tol: float = 1e-3, topology: str = "ring",
                   maxIter: int = -1, cacheSize: float = 500.0, seed: int | None = None,
-                  numPartitions: int = 0) -> "CascadeSVC":
+                  numPartitions: int = 0, leafSize: int = 5000, kernelMemoryMB: float = 4096.0) -> "CascadeSVC":
         return self._set(**self._input_kwargs)
 
     def setC(self, value: float) -> "CascadeSVC":
@@ -152,7 +159,9 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
             gamma = compute_gamma(self.getGamma(), blocks.n_features, variance)
             kernel = KernelSpec(self.getKernel(), gamma, int(self.getOrDefault(self.degree)),
                                 float(self.getOrDefault(self.coef0)))
-            cfg = SolverConfig(kernel, self.getC(), float(self.getOrDefault(self.cacheSize)), self.getMaxIter())
+            cfg = SolverConfig(kernel, self.getC(), float(self.getOrDefault(self.cacheSize)), self.getMaxIter(),
+                               n_classes, float(self.getOrDefault(self.kernelMemoryMB)) * 2**20,
+                               int(self.getOrDefault(self.leafSize)))
             # global row ids: partition p's rows start after all rows of the partitions before it
             counts = {t[0]: int(t[3]) for t in blocks.tokens}
             offsets, acc = {}, 0
