@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pyspark.ml.linalg import Vectors
 from sklearn.svm import SVC
 
 from sparkml_dist.classification import CascadeSVC, CascadeSVCModel
@@ -68,6 +69,34 @@ def test_libsvm_and_shrunk_merges_reach_the_same_optimum(binary, memory):
     assert model.trainingHistory[0]["leaves"] == 8
     assert abs(model.dualObjective - ref_W) <= 1e-3 * abs(ref_W), (model.dualObjective, ref_W)
     assert abs(float((model.predict_numpy(Xte)[2] == yte).mean()) - ref_acc) <= 0.005
+
+
+@pytest.mark.parametrize("mode", ["cascade", "mrsmo"])
+def test_bsp_engine_matches_single_node_svc(binary, cascade_binary, mode):
+    """The whole cascade in one barrier stage (SV sets over gloo): same optimum as the MapReduce engine and SVC."""
+    df, Xte, yte, ref_acc, ref_W = binary
+    model = CascadeSVC(mode=mode, engine="bsp").fit(df)
+    acc = float((model.predict_numpy(Xte)[2] == yte).mean())
+    if mode == "cascade":
+        assert model.converged and model.passes >= 2
+        assert abs(model.dualObjective - ref_W) <= 1e-4 * abs(ref_W), (model.dualObjective, ref_W)
+        assert abs(model.dualObjective - cascade_binary.dualObjective) <= 1e-4 * abs(ref_W)
+        assert abs(acc - ref_acc) <= 0.005
+    else:
+        assert model.passes == 1 and abs(acc - ref_acc) <= 0.01
+    assert model.gammaValue == pytest.approx(cascade_binary.gammaValue, rel=1e-12)  # 'scale' over all ranks
+    assert model.trainingHistory[0]["leaves"] == 4  # 20k rows on the 2 slots: 2 ranks x 2 leaves of 5000
+
+
+def test_bsp_engine_with_an_empty_partition_multiclass(spark):
+    X, y = bundled_arrays("iris")
+    svc, ref_W = _reference(X, y)
+    rows = [(Vectors.dense(x), float(c)) for x, c in zip(X, y)]
+    df = spark.createDataFrame(spark.sparkContext.parallelize([rows, []], 2).flatMap(lambda p: p),
+                               ["features", "label"])
+    model = CascadeSVC(mode="cascade", engine="bsp").fit(df)  # rank 1 holds no rows and still takes part
+    assert abs(model.dualObjective - ref_W) <= 1e-4 * abs(ref_W)
+    np.testing.assert_array_equal(model.predict_numpy(X)[2], svc.predict(X))
 
 
 def test_mrsmo_single_pass_within_one_point(binary):
@@ -161,6 +190,12 @@ def test_bad_inputs(spark):
         CascadeSVC(leafSize=-1).fit(df)
     with pytest.raises(ValueError, match="kernelMemoryMB must be >= 0"):
         CascadeSVC(kernelMemoryMB=-5).fit(df)
+    with pytest.raises(ValueError, match="engine='bsp' runs mode='cascade' or 'mrsmo', not 'dpsvm'"):
+        CascadeSVC(engine="bsp", mode="dpsvm").fit(df)
+    with pytest.raises(ValueError, match="engine='spmd' is not supported"):
+        CascadeSVC(engine="spmd").fit(df)
+    with pytest.raises(DataValidationError, match="1 NaN"):  # the barrier stage reports it as the driver would
+        CascadeSVC(engine="bsp").fit(with_nan(spark, X, y))
     with pytest.raises(DataValidationError, match="single class"):
         CascadeSVC().fit(from_numpy(spark, X[:50], y[:50]))
     with pytest.raises(DataValidationError, match="0..K-1"):

@@ -5,8 +5,8 @@
 * AdaBoost, ``make_hastie_10_2`` (binary): our ``exact`` histogram AdaBoost (both engines) vs MLlib
   ``GBTClassifier(maxIter=R, maxDepth=1)`` (same number of rounds) and scikit-learn
   ``AdaBoostClassifier(n_estimators=R)`` on the collected arrays: fit seconds, seconds per round, test accuracy, ratios.
-* CascadeSVC at several sizes (4+ partitions): ``cascade`` and ``mrsmo`` vs one scikit-learn ``SVC`` (same C,
-  gamma='scale', cache_size=1000): fit seconds, test accuracy, dual objectives, ratios. The data is
+* CascadeSVC at several sizes (4+ partitions): ``cascade`` and ``mrsmo``, both engines, vs one scikit-learn ``SVC``
+  (same C, gamma='scale', cache_size=1000): fit seconds, test accuracy, dual objectives, ratios. The data is
   ``make_classification`` (10 features, 4 informative); the default ``class_sep=1`` is noisy (20% of rows end as
   SVs), where a kernel SVM is expensive enough to distribute -- with ``class_sep=2`` SVC needs only 8 s at 100k rows.
 
@@ -106,6 +106,11 @@ def bench_adaboost(spark, rows: int, rounds: int, repeats: int, partitions: int,
     return out
 
 
+#: (figure key, mode, engine) of the CascadeSVC runs
+SVM_VARIANTS = (("cascade", "cascade", "mapreduce"), ("mrsmo", "mrsmo", "mapreduce"),
+                ("cascade_bsp", "cascade", "bsp"), ("mrsmo_bsp", "mrsmo", "bsp"))
+
+
 def bench_svm(spark, sizes: list[int], repeats: int, partitions: int, class_sep: float, baselines: bool,
               baseline_repeats: int = 1) -> dict:
     from sklearn.datasets import make_classification
@@ -122,12 +127,12 @@ def bench_svm(spark, sizes: list[int], repeats: int, partitions: int, class_sep:
         df = from_numpy(spark, Xtr, ytr, num_partitions=partitions).cache()
         df.count()
         row: dict[str, Any] = {}
-        for mode in ("cascade", "mrsmo"):
-            t, model, times = _median_time(lambda: CascadeSVC(mode=mode).fit(df), repeats)
-            row[mode] = {"fit_seconds": t, "runs": times, "test_accuracy": _accuracy(model, Xte, yte),
-                         "passes": model.passes, "n_sv": int(len(model.supportIds)),
-                         "dual_objective": model.dualObjective}
-            logger.info("svm %s n=%d: %.2fs, accuracy %.4f, %d passes", mode, n, t, row[mode]["test_accuracy"],
+        for key, mode, engine in SVM_VARIANTS:
+            t, model, times = _median_time(lambda: CascadeSVC(mode=mode, engine=engine).fit(df), repeats)
+            row[key] = {"fit_seconds": t, "runs": times, "test_accuracy": _accuracy(model, Xte, yte),
+                        "passes": model.passes, "n_sv": int(len(model.supportIds)),
+                        "dual_objective": model.dualObjective}
+            logger.info("svm %s n=%d: %.2fs, accuracy %.4f, %d passes", key, n, t, row[key]["test_accuracy"],
                         model.passes)
         if baselines:
             # SVC's best setting here: cache_size 1000 MB (100k rows, class_sep=1: 200 MB 60.5 s, 1000 MB 58.4 s,
@@ -136,13 +141,12 @@ def bench_svm(spark, sizes: list[int], repeats: int, partitions: int, class_sep:
             row["sklearn_svc"] = {"fit_seconds": t, "runs": times, "test_accuracy": float(svc.score(Xte, yte)),
                                   "n_sv": int(svc.n_support_.sum()), "cache_size_mb": 1000,
                                   "dual_objective": _svc_objective(svc, ytr)}
-            for mode in ("cascade", "mrsmo"):
-                row[f"speedup_{mode}_vs_svc"] = t / row[mode]["fit_seconds"]
-                gap = row[mode]["test_accuracy"] - row["sklearn_svc"]["test_accuracy"]
-                row[f"accuracy_gap_{mode}_pp"] = 100 * gap
-            logger.info("SVC n=%d: %.2fs, accuracy %.4f; cascade %.2fx, mrsmo %.2fx", n, t,
-                        row["sklearn_svc"]["test_accuracy"], row["speedup_cascade_vs_svc"],
-                        row["speedup_mrsmo_vs_svc"])
+            for key, _, _ in SVM_VARIANTS:
+                row[f"speedup_{key}_vs_svc"] = t / row[key]["fit_seconds"]
+                gap = row[key]["test_accuracy"] - row["sklearn_svc"]["test_accuracy"]
+                row[f"accuracy_gap_{key}_pp"] = 100 * gap
+            logger.info("SVC n=%d: %.2fs, accuracy %.4f; %s", n, t, row["sklearn_svc"]["test_accuracy"],
+                        ", ".join(f"{key} {row[f'speedup_{key}_vs_svc']:.2f}x" for key, _, _ in SVM_VARIANTS))
         out["sizes"][str(n)] = row
         df.unpersist()
     return out
@@ -186,8 +190,8 @@ def plot(figures: dict, directory: str) -> list[str]:
         return []
     rows = sorted(int(n) for n in sizes)
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    for key, label in (("sklearn_svc", "scikit-learn SVC (1 core)"), ("cascade", "CascadeSVC cascade"),
-                       ("mrsmo", "CascadeSVC mrsmo")):
+    for key, label in (("sklearn_svc", "scikit-learn SVC (1 core)"), ("cascade", "cascade (mapreduce)"),
+                       ("mrsmo", "mrsmo (mapreduce)"), ("cascade_bsp", "cascade (bsp)"), ("mrsmo_bsp", "mrsmo (bsp)")):
         points = [(n, sizes[str(n)][key]["fit_seconds"]) for n in rows if key in sizes[str(n)]]
         if points:
             ax.plot(*zip(*points), marker="o", label=label)

@@ -64,9 +64,9 @@ def native_blas_available() -> bool:
     """Whether MLlib (netlib via dev.ludovic.netlib) can load a native BLAS on this machine."""
     import ctypes.util
 
+    dirs = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib")
     return ctypes.util.find_library("blas") is not None or any(
-        os.path.exists(os.path.join(d, "libblas.so.3")) for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
-                                                                  "/usr/lib64", "/usr/lib"))
+        os.path.exists(os.path.join(d, "libblas.so.3")) for d in dirs)
 
 
 def run_suites(spark, suites: list[str], out: str, quick: bool = False) -> str:

@@ -20,21 +20,17 @@ from sparkml_dist.classification.boosting import StumpEnsemble, _clip, _reweight
 from sparkml_dist.classification.params import check_classes
 from sparkml_dist.classification.stumps import (best_stump, class_histogram, merge_summaries,
                                                 sklearn_feature_order, tree_seeds)
-from sparkml_dist.data.validation import ColumnSpec, DataValidationError, ScanStats, raise_for_stats
+from sparkml_dist.data.validation import ColumnSpec, DataValidationError
 from sparkml_dist.runtime.logs import ProgressReporter
 
 logger = logging.getLogger(__name__)
 
 
 def _rank_main(ctx, spec: ColumnSpec, rounds: int, learning_rate: float, max_bins: int, seed: int | None):
-    from sparkml_dist.data.blocks import arrow_to_block
+    from sparkml_dist.data.blocks import rank_block
 
-    block, stats = arrow_to_block(ctx.batches(), spec, np.float32)
-    merged = ScanStats()
-    for s in ctx.allgather(stats):
-        merged = merged.merge(s)
     try:
-        raise_for_stats(merged, spec)
+        block, merged = rank_block(ctx, spec, np.float32)
         n_classes = check_classes(merged.label_counts, spec.labelCol or "label")
     except DataValidationError as exc:  # every rank sees the same stats: all return, none hangs
         return {"error": str(exc)}

@@ -155,19 +155,25 @@ def _merge_level(sets: list[SVSet], cfg: SolverConfig) -> list[SVSet]:
     return out
 
 
-def _train_partition(block, offsets: dict[int, int], cfg: SolverConfig):
-    """Layer 1 inside one partition: libsvm on leaves of at most ``leaf_size`` rows, then the partition's own
-    merges up to one SV set. Returns ``(partition, SVSet, rows, leaves, leaf SVs, seconds)``."""
-    if block.n_rows == 0:
-        return None
-    start = time.perf_counter()
-    rows = _block_rows(block, offsets)
+def _layer1(rows: SVSet, cfg: SolverConfig) -> tuple[SVSet, int, int]:
+    """Layer 1 on one node's rows: libsvm on leaves of at most ``leaf_size`` rows, then the node's own merges up to
+    one SV set. Returns ``(SVSet, leaves, leaf SVs)``."""
     n_leaves = max(1, -(-len(rows) // cfg.leaf_size)) if cfg.leaf_size > 0 else 1
     level = [_solve(rows.take(idx), cfg, warm=False)[0] for idx in np.array_split(np.arange(len(rows)), n_leaves)]
     leaf_sv = int(sum(len(s) for s in level))
     while len(level) > 1:
         level = _merge_level(level, cfg)
-    return block.partition, level[0], len(rows), n_leaves, leaf_sv, time.perf_counter() - start
+    return level[0], n_leaves, leaf_sv
+
+
+def _train_partition(block, offsets: dict[int, int], cfg: SolverConfig):
+    """:func:`_layer1` on one partition: ``(partition, SVSet, rows, leaves, leaf SVs, seconds)``."""
+    if block.n_rows == 0:
+        return None
+    start = time.perf_counter()
+    rows = _block_rows(block, offsets)
+    svs, n_leaves, leaf_sv = _layer1(rows, cfg)
+    return block.partition, svs, len(rows), n_leaves, leaf_sv, time.perf_counter() - start
 
 
 def _train_merge(sets: list[SVSet], cfg: SolverConfig, feedback: bool = False):
@@ -207,26 +213,19 @@ KKT_SLACK = 2e-3
 MARGIN_BUFFER = 0.5
 
 
-def _violators(block, offsets: dict[int, int], sol: SVCSolution, kernel: KernelSpec, buffer: float,
-               working: np.ndarray, scan: int, delta: tuple | None, n_classes: int):
-    """Rows of this partition outside the top SVM's problem that violate its KKT conditions (margin below
-    ``1 - KKT_SLACK``) or lie within ``buffer`` of its margin: ``(SVSet without alphas, violators, rows computed,
-    seconds)``.
+def scan_rows(rows: SVSet, sol: SVCSolution, kernel: KernelSpec, buffer: float, working: np.ndarray,
+              stored: np.ndarray | None, delta: tuple | None, n_classes: int):
+    """A partition's feedback scan: its rows outside the top SVM's working set that violate the top's KKT
+    conditions (margin below ``1 - KKT_SLACK``), plus as many near-margin rows (margin below ``1 + buffer``).
 
-    The decision values (bias aside) stay beside the block (``state_svm_scan``); scan ``scan`` updates those of
-    scan ``scan - 1`` by ``delta`` = (rows, coefficient changes) when given, and computes only rows never computed.
+    ``stored`` holds the rows' decision values (bias aside) from the previous scan, NaN where never computed; with
+    ``delta`` = (rows, coefficient changes) from that scan's solution to ``sol`` they are updated instead of
+    recomputed. Returns ``(SVSet of rows to add, with their scores; violators; rows computed in full; stored)``.
     """
-    if block.n_rows == 0:
-        return None
     from sparkml_dist.classification.smo import kernel_products
 
-    start = time.perf_counter()
-    rows = _block_rows(block, offsets)
     n_pairs = len(sol.intercept)
-    stored = block.load_state("svm_scan")
-    version = block.load_state("svm_scan_version")
-    if delta is None or stored is None or version is None or int(version[0]) != scan - 1 \
-            or stored.shape[1] != n_pairs:
+    if delta is None or stored is None or stored.shape != (len(rows), n_pairs):
         stored = np.full((len(rows), n_pairs), np.nan)
     else:
         known = ~np.isnan(stored[:, 0])
@@ -235,13 +234,11 @@ def _violators(block, offsets: dict[int, int], sol: SVCSolution, kernel: KernelS
     outside = ~np.isin(rows.ids, working)
     todo = outside & np.isnan(stored[:, 0])
     if todo.any():
-        ids, X, coefT = _coefficients(sol)
+        _, X, coefT = _coefficients(sol)
         stored[todo] = kernel_products(rows.X[todo], X, coefT, kernel)
-    block.save_state("svm_scan", stored)
-    block.save_state("svm_scan_version", np.array([scan]))
     rows, dec = rows.take(outside), stored[outside] + sol.intercept
     if len(rows) == 0:
-        return rows, 0, int(todo.sum()), time.perf_counter() - start
+        return rows, 0, int(todo.sum()), stored
     m = margins(rows, sol, kernel, dec=dec)
     n_violators = int((m < 1.0 - KKT_SLACK).sum())
     # the violators and as many near-margin rows again (the smallest margins first)
@@ -252,7 +249,25 @@ def _violators(block, offsets: dict[int, int], sol: SVCSolution, kernel: KernelS
     out.score = np.full((len(near), n_classes * (n_classes - 1) // 2), np.nan)
     for k, (i, j, _, _, _) in enumerate(sol.pair_coefficients()):
         out.score[:, pair_index(int(sol.classes[i]), int(sol.classes[j]), n_classes)] = stored[outside][near, k]
-    return out, n_violators, int(todo.sum()), time.perf_counter() - start
+    return out, n_violators, int(todo.sum()), stored
+
+
+def _violators(block, offsets: dict[int, int], sol: SVCSolution, kernel: KernelSpec, buffer: float,
+               working: np.ndarray, scan: int, delta: tuple | None, n_classes: int):
+    """:func:`scan_rows` on one resident partition, its decision values kept beside the block
+    (``state_svm_scan``, valid for scan ``scan - 1``): ``(SVSet, violators, rows computed, seconds)``."""
+    if block.n_rows == 0:
+        return None
+    start = time.perf_counter()
+    rows = _block_rows(block, offsets)
+    stored = block.load_state("svm_scan")
+    version = block.load_state("svm_scan_version")
+    if version is None or int(version[0]) != scan - 1:
+        stored = None
+    out, n_violators, computed, stored = scan_rows(rows, sol, kernel, buffer, working, stored, delta, n_classes)
+    block.save_state("svm_scan", stored)
+    block.save_state("svm_scan_version", np.array([scan]))
+    return out, n_violators, computed, time.perf_counter() - start
 
 
 def _same_ids(a: SVSet, b: SVSet) -> bool:

@@ -93,12 +93,15 @@ class SVCParams(_ClassifierParams, HasMaxIter, HasTol):
                            "largest in-memory float32 kernel matrix (MB) a merge may build to warm-start from its "
                            "children's alphas; bigger merges run libsvm from zero; 0: libsvm everywhere",
                            typeConverter=TypeConverters.toFloat)
+    engine = Param(Params._dummy(), "engine",
+                   "how cascade/mrsmo run: mapreduce (Spark jobs over resident blocks) or bsp (the whole cascade in "
+                   "one barrier stage, SV sets exchanged by gloo collectives)", typeConverter=TypeConverters.toString)
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._setDefault(C=1.0, kernel="rbf", gamma="scale", degree=3, coef0=0.0, mode="cascade", maxPasses=5,
                          tol=1e-3, topology="ring", cacheSize=500.0, numPartitions=0, maxIter=-1,
-                         leafSize=5000, kernelMemoryMB=4096.0,
+                         leafSize=5000, kernelMemoryMB=4096.0, engine="mapreduce",
                          rawPredictionCol="rawPrediction")
 
     def getC(self) -> float:
@@ -158,6 +161,9 @@ def check_svc_params(p: SVCParams) -> None:
         raise ValueError(f"tol must be > 0, got {p.getTol()}")
     if p.getNumPartitions() < 0:
         raise ValueError(f"numPartitions must be >= 0, got {p.getNumPartitions()}")
+    check_choice("engine", p.getOrDefault(p.engine), ENGINES)
+    if p.getOrDefault(p.engine) == "bsp" and p.getMode() == "dpsvm":
+        raise ValueError("engine='bsp' runs mode='cascade' or 'mrsmo', not 'dpsvm'")
     if p.getOrDefault(p.leafSize) < 0:
         raise ValueError(f"leafSize must be >= 0 (0: whole partitions), got {p.getOrDefault(p.leafSize)}")
     if p.getOrDefault(p.kernelMemoryMB) < 0:

@@ -366,8 +366,8 @@ def solve_binary_shrunk(X: np.ndarray, y: np.ndarray, C: float, alpha0: np.ndarr
     memory -- on noisy data most SVs are bounded, so the matrix shrinks several-fold. Then the held rows are checked
     against the new solution (libsvm's ``m(alpha) - M(alpha) < eps`` over *all* rows); any that would move are
     released and the solve repeats, warm. ``s0``: the start's decision values without bias,
-    ``sum_j alpha_j y_j k(x_i, x_j)``, when the caller knows them (used only if complete and the start needed no repair). Returns what :func:`solve_binary`
-    does, or None when it cannot fit or settle in ``rounds``.
+    ``sum_j alpha_j y_j k(x_i, x_j)``, when the caller knows them (used only if complete and the start needed no
+    repair). Returns what :func:`solve_binary` does, or None when it cannot fit or settle in ``rounds``.
     """
     n = len(y)
     y = np.ascontiguousarray(y, dtype=np.float64)

@@ -92,6 +92,10 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
         Merges (and the top SVM's feedback re-solves) start from their children's alphas, solved by our SMO on the
         in-memory float32 kernel matrix; a merge whose matrix (4 n^2 bytes) exceeds this runs libsvm from zero.
         0: libsvm everywhere.
+    engine : {"mapreduce", "bsp"}, default "mapreduce"
+        ``cascade``/``mrsmo``: Spark jobs over resident blocks (every step a job; works on any cluster), or the whole
+        cascade in one barrier stage (:mod:`~sparkml_dist.classification.cascade_bsp`; needs a free task slot per
+        partition, the input is repartitioned to the free slots if it has more partitions). Same model.
 
     Notes
     -----
@@ -121,7 +125,8 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
                  kernel: str = "rbf", gamma: str | float = "scale", degree: int = 3, coef0: float = 0.0,
                  mode: str = "cascade", maxPasses: int = 5, tol: float = 1e-3, topology: str = "ring",
                  maxIter: int = -1, cacheSize: float = 500.0, seed: int | None = None,
-                 numPartitions: int = 0, leafSize: int = 5000, kernelMemoryMB: float = 4096.0) -> None:
+                 numPartitions: int = 0, leafSize: int = 5000, kernelMemoryMB: float = 4096.0,
+                 engine: str = "mapreduce") -> None:
         super().__init__()
         self.setParams(**self._input_kwargs)
 
@@ -131,7 +136,8 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
                   kernel: str = "rbf", gamma: str | float = "scale", degree: int = 3, coef0: float = 0.0,
                   mode: str = "cascade", maxPasses: int = 5, tol: float = 1e-3, topology: str = "ring",
                   maxIter: int = -1, cacheSize: float = 500.0, seed: int | None = None,
-                  numPartitions: int = 0, leafSize: int = 5000, kernelMemoryMB: float = 4096.0) -> "CascadeSVC":
+                  numPartitions: int = 0, leafSize: int = 5000, kernelMemoryMB: float = 4096.0,
+                  engine: str = "mapreduce") -> "CascadeSVC":
         return self._set(**self._input_kwargs)
 
     def setC(self, value: float) -> "CascadeSVC":
@@ -146,9 +152,14 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
     def setMode(self, value: str) -> "CascadeSVC":
         return self._set(mode=value)
 
+    def setEngine(self, value: str) -> "CascadeSVC":
+        return self._set(engine=value)
+
     def _fit(self, dataset) -> "CascadeSVCModel":
         check_svc_params(self)
         start = time.perf_counter()
+        if self.getOrDefault(self.engine) == "bsp":
+            return self._fit_bsp(dataset, start)
         with to_blocks(dataset, self.getFeaturesCol(), self.getLabelCol(), None, dtype=np.float64,
                        numPartitions=self.getNumPartitions() or None) as blocks:
             n_classes = check_classes(blocks.stats.label_counts, self.getLabelCol())
@@ -177,6 +188,29 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
         logger.info("svm %s: %d passes, %d SVs, objective %.6g, %.2fs", mode, result.passes,
                     len(result.solution.support_ids), result.solution.objective, time.perf_counter() - start)
         model = CascadeSVCModel(result.solution, kernel, n_classes, blocks.n_features,
+                                {"passes": result.passes, "converged": result.converged, "history": result.history})
+        return self._copyValues(model)
+
+
+    def _fit_bsp(self, dataset, start: float) -> "CascadeSVCModel":
+        from sparkml_dist.classification.cascade_bsp import fit_cascade_bsp
+        from sparkml_dist.data.validation import ColumnSpec
+
+        spec = ColumnSpec(self.getFeaturesCol(), self.getLabelCol(), None, "classes")
+        df = dataset.repartition(self.getNumPartitions()) if self.getNumPartitions() else dataset
+        kernel_args = {"kernel": self.getKernel(), "gamma": self.getGamma(),
+                       "degree": int(self.getOrDefault(self.degree)), "coef0": float(self.getOrDefault(self.coef0))}
+        solver_args = {"C": self.getC(), "cache_size": float(self.getOrDefault(self.cacheSize)),
+                       "max_iter": self.getMaxIter(),
+                       "kernel_memory": float(self.getOrDefault(self.kernelMemoryMB)) * 2**20,
+                       "leaf_size": int(self.getOrDefault(self.leafSize))}
+        mode = self.getMode()
+        result, kernel, n_classes, n_features = fit_cascade_bsp(
+            df, spec, kernel_args, solver_args, int(self.getOrDefault(self.maxPasses)), self.getTol(),
+            feedback=mode == "cascade")
+        logger.info("svm %s (bsp): %d passes, %d SVs, objective %.6g, %.2fs", mode, result.passes,
+                    len(result.solution.support_ids), result.solution.objective, time.perf_counter() - start)
+        model = CascadeSVCModel(result.solution, kernel, n_classes, n_features,
                                 {"passes": result.passes, "converged": result.converged, "history": result.history})
         return self._copyValues(model)
 
