@@ -34,7 +34,7 @@ def test_svm_scaling_plot(tmp_path):
     sizes = {str(n): {"sklearn_svc": {"fit_seconds": t}, "cascade": {"fit_seconds": c}, "mrsmo": {"fit_seconds": m}}
              for n, t, c, m in ((20_000, 2.4, 5.0, 3.6), (100_000, 54.2, 14.4, 8.7))}
     names = classification.plot({"svm": {"class_sep": 1.0, "sizes": sizes}}, str(tmp_path))
-    assert names == ["svm_scaling.png"]
-    with open(tmp_path / "svm_scaling.png", "rb") as fh:
+    assert names == ["svm_scaling_sep1.png"]
+    with open(tmp_path / "svm_scaling_sep1.png", "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     assert classification.plot({"adaboost": {}}, str(tmp_path / "none")) == []  # nothing to draw

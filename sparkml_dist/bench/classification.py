@@ -177,7 +177,7 @@ def run(spark, adaboost_rows: int = 1_000_000, rounds: int = 50, svm_sizes: tupl
 def plot(figures: dict, directory: str) -> list[str]:
     """PNG plots of the suite's figures into ``directory``; the file names written.
 
-    ``svm_scaling.png``: fit seconds against training rows (log-log) for SVC, cascade and mrsmo -- SVC's super-linear
+    ``svm_scaling_sep<class_sep>.png``: fit seconds against training rows (log-log) for SVC, cascade and mrsmo -- SVC's super-linear
     growth against the cascade's flatter curve, the issue's "show how time grows with rows".
     """
     import matplotlib
@@ -203,7 +203,7 @@ def plot(figures: dict, directory: str) -> list[str]:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = os.path.join(directory, "svm_scaling.png")
+    path = os.path.join(directory, f"svm_scaling_sep{figures['svm'].get('class_sep', 0):g}.png")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return [os.path.basename(path)]
