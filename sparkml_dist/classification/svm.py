@@ -1,4 +1,4 @@
-"""``CascadeSVC``: kernel SVM (libsvm per partition) trained by Cascade / MRSMO / DPSVM, as a pyspark.ml estimator.
+"""``CascadeSVC``: kernel SVM trained by Cascade / MRSMO / DPSVM over the partitions, as a pyspark.ml estimator.
 
 Example (``spark`` is a SparkSession)::
 
@@ -6,7 +6,7 @@ Example (``spark`` is a SparkSession)::
     from sparkml_dist.data.generators import make_classification
 
     df = make_classification(spark, n_rows=50_000, n_features=10, num_partitions=4)
-    model = CascadeSVC(C=1.0, kernel="rbf", mode="cascade").fit(df)
+    model = CascadeSVC(C=1.0, kernel="rbf", mode="cascade", engine="bsp").fit(df)
     model.transform(df).select("prediction").show(3)
     model.passes, model.supportVectorCounts, model.dualObjective
 """
@@ -54,7 +54,8 @@ def _merge_moments(a, b):
 
 
 class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWritable):
-    """Distributed kernel C-SVC: libsvm (scikit-learn ``SVC``) on every partition, support vectors combined.
+    """Distributed kernel C-SVC: libsvm (scikit-learn ``SVC``) on the partitions' leaves, support vectors merged up
+    a tree by a warm-started SMO (:mod:`~sparkml_dist.classification.smo`), KKT violators fed back to the top.
 
     Defaults follow scikit-learn's ``SVC()`` (``C=1.0, kernel="rbf", gamma="scale", degree=3, coef0=0``) and
     dislib's ``CascadeSVM`` for the cascade (``maxPasses=5, tol=1e-3``, arity 2) -- but with scikit-learn's
