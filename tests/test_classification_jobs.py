@@ -1,4 +1,5 @@
-"""The ``adaboost`` and ``svm`` jobs: through the runner in-process, and by spark-submit on a real standalone cluster."""
+"""The ``adaboost`` and ``svm`` jobs: through the runner in-process, and by spark-submit on a real standalone
+cluster."""
 
 from __future__ import annotations
 

@@ -133,7 +133,8 @@ def test_transform_predict_and_convergence(digits):
 def test_fewer_distinct_points_than_k(spark):
     X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]]), 20, axis=0)
     df = from_numpy(spark, X, num_partitions=2)
-    model = KMeans(k=5, seed=1, engine="bsp").fit(df)  # k-means||: like MLlib, only the 3 distinct points become centres
+    # k-means||: like MLlib, only the 3 distinct points become centres
+    model = KMeans(k=5, seed=1, engine="bsp").fit(df)
     assert model.summary.k == 3 and model.summary.inertia == pytest.approx(0.0, abs=1e-9)
     # random init draws 5 rows, so duplicates: their clusters stay empty and keep the centre (MLlib)
     model = KMeans(k=5, seed=1, initMode="random", engine="bsp").fit(df)
