@@ -80,19 +80,9 @@ def _block_rows(block, offsets: dict[int, int]) -> SVSet:
                  np.asarray(block.y).astype(np.int64))
 
 
-def margins(rows: SVSet, sol: SVCSolution, kernel: KernelSpec, fast: bool = False,
-            dec: np.ndarray | None = None) -> np.ndarray:
-    """Smallest functional margin ``y f(x)`` of every row over its one-vs-one problems (KKT: >= 1 off the SVs).
-
-    ``fast``: float32 kernel blocks (:func:`smo.decision_values`), accurate to ~1e-5 -- for the KKT scan. ``dec``:
-    the decision values ``(n, n_pairs)``, already computed.
-    """
-    if dec is None and fast:
-        from sparkml_dist.classification.smo import decision_values
-
-        dec = decision_values(rows.X, sol, kernel)
-    elif dec is None:
-        dec = sol.pair_decisions(rows.X, kernel)
+def margins(rows: SVSet, sol: SVCSolution, dec: np.ndarray) -> np.ndarray:
+    """Smallest functional margin ``y f(x)`` of every row over its one-vs-one problems (KKT: >= 1 off the SVs), from
+    the rows' decision values ``dec`` ``(n, n_pairs)``."""
     classes = sol.classes
     margin = np.full(len(rows), np.inf)
     for k, (i, j, _, _, _) in enumerate(sol.pair_coefficients()):
@@ -105,13 +95,9 @@ def margins(rows: SVSet, sol: SVCSolution, kernel: KernelSpec, fast: bool = Fals
 
 
 def _coefficients(sol: SVCSolution) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(ids, X, coefT)`` of a solution, ids sorted: ``coefT[k, r]`` is SV ``r``'s coefficient in pair ``k``."""
-    pairs = list(sol.pair_coefficients())
-    coefT = np.zeros((len(pairs), len(sol.support_ids)))
-    for k, (_, _, idx, c, _) in enumerate(pairs):
-        coefT[k, idx] = c
+    """``(ids, X, coefT)`` of a solution, ids sorted (:meth:`SVCSolution.coef_matrix` in id order)."""
     order = np.argsort(sol.support_ids, kind="stable")
-    return sol.support_ids[order], sol.support_vectors[order], coefT[:, order]
+    return sol.support_ids[order], sol.support_vectors[order], sol.coef_matrix()[:, order]
 
 
 def _scan_delta(old: tuple, new: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -128,20 +114,19 @@ def _scan_delta(old: tuple, new: tuple) -> tuple[np.ndarray, np.ndarray]:
     return X[changed], coef[:, changed]
 
 
-def _solve(rows: SVSet, cfg: SolverConfig, warm: bool, shrink: bool = False,
-           keep_within: float | None = None) -> tuple[SVSet, SVCSolution | None, str]:
+def _solve(rows: SVSet, cfg: SolverConfig, warm: bool, shrink: bool = False, keep_within: float | None = None,
+           objective: bool = False) -> tuple[SVSet, SVCSolution | None]:
     """One node's SVM: our warm-started SMO when asked (its kernel matrix within ``kernel_memory``, or shrunk to
-    fit), else libsvm from zero."""
+    fit), else libsvm from zero (``objective``: compute its dual objective too; SMO always has it)."""
     if warm and cfg.kernel_memory > 0:
         solved = train_warm(rows, cfg.kernel, cfg.C, cfg.n_classes, cfg.max_iter, kernel_memory=cfg.kernel_memory,
                             shrink=shrink, keep_within=keep_within)
         if solved is not None:
-            return solved[0], solved[1], "smo"
+            return solved
         logger.info("svm: a %d-row merge does not fit kernelMemoryMB=%.0f even shrunk; libsvm from zero",
                     len(rows), cfg.kernel_memory / 2**20)
-    svs, sol = train_local(rows, cfg.kernel, cfg.C, cfg.cache_size, cfg.max_iter, objective=False,
-                           n_classes=cfg.n_classes)
-    return svs, sol, "libsvm"
+    return train_local(rows, cfg.kernel, cfg.C, cfg.cache_size, cfg.max_iter, objective=objective,
+                       n_classes=cfg.n_classes)
 
 
 def _merge_level(sets: list[SVSet], cfg: SolverConfig) -> list[SVSet]:
@@ -181,11 +166,8 @@ def _train_merge(sets: list[SVSet], cfg: SolverConfig, feedback: bool = False):
     set for the next pass)."""
     rows = sets[0].union(*sets[1:])
     start = time.perf_counter()
-    svs, sol, solver = _solve(rows, cfg, warm=True, shrink=feedback, keep_within=MARGIN_BUFFER if feedback else None)
-    if sol is not None and solver == "libsvm":
-        from sparkml_dist.classification.kernel_svm import dual_objective
-
-        sol.objective = dual_objective(sol, cfg.kernel)
+    svs, sol = _solve(rows, cfg, warm=True, shrink=feedback, keep_within=MARGIN_BUFFER if feedback else None,
+                      objective=True)
     return svs, sol, len(rows), time.perf_counter() - start
 
 
@@ -236,10 +218,10 @@ def scan_rows(rows: SVSet, sol: SVCSolution, kernel: KernelSpec, buffer: float, 
     if todo.any():
         _, X, coefT = _coefficients(sol)
         stored[todo] = kernel_products(rows.X[todo], X, coefT, kernel)
-    rows, dec = rows.take(outside), stored[outside] + sol.intercept
+    rows, raw = rows.take(outside), stored[outside]
     if len(rows) == 0:
         return rows, 0, int(todo.sum()), stored
-    m = margins(rows, sol, kernel, dec=dec)
+    m = margins(rows, sol, raw + sol.intercept)
     n_violators = int((m < 1.0 - KKT_SLACK).sum())
     # the violators and as many near-margin rows again (the smallest margins first)
     near = np.flatnonzero(m < 1.0 + buffer)
@@ -248,7 +230,7 @@ def scan_rows(rows: SVSet, sol: SVCSolution, kernel: KernelSpec, buffer: float, 
     # their decision values (bias aside) in the global pair layout: the re-solve's gradient for free
     out.score = np.full((len(near), n_classes * (n_classes - 1) // 2), np.nan)
     for k, (i, j, _, _, _) in enumerate(sol.pair_coefficients()):
-        out.score[:, pair_index(int(sol.classes[i]), int(sol.classes[j]), n_classes)] = stored[outside][near, k]
+        out.score[:, pair_index(int(sol.classes[i]), int(sol.classes[j]), n_classes)] = raw[near, k]
     return out, n_violators, int(todo.sum()), stored
 
 

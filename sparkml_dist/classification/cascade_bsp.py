@@ -38,16 +38,9 @@ from sparkml_dist.runtime.logs import ProgressReporter
 logger = logging.getLogger(__name__)
 
 
-def _moments(X: np.ndarray) -> tuple[float, float, float]:
-    if X.size == 0:
-        return 0.0, 0.0, 0.0
-    mean = float(X.mean())
-    return float(X.size), mean, float(((X - mean) ** 2).sum())
-
-
 def _rank_main(ctx, spec: ColumnSpec, kernel_args: dict, solver_args: dict, max_passes: int, tol: float,
                feedback: bool):
-    from sparkml_dist.classification.svm import _merge_moments
+    from sparkml_dist.classification.svm import _merge_moments, feature_moments
     from sparkml_dist.data.blocks import rank_block
 
     t_start = time.perf_counter()
@@ -65,7 +58,7 @@ def _rank_main(ctx, spec: ColumnSpec, kernel_args: dict, solver_args: dict, max_
     gamma = kernel_args["gamma"]
     if gamma == "scale":
         total = (0.0, 0.0, 0.0)
-        for m in ctx.allgather(_moments(X)):
+        for m in ctx.allgather(feature_moments(X)):
             total = _merge_moments(total, m)
         gamma = compute_gamma("scale", X.shape[1], total[2] / total[0] if total[0] else 0.0)
     else:

@@ -116,6 +116,14 @@ class SVCSolution:
                 yield i, j, np.concatenate([si, sj]), coef, self.intercept[k]
                 k += 1
 
+    def coef_matrix(self) -> np.ndarray:
+        """``(n_pairs, n_SV)``: SV ``r``'s coefficient ``alpha y`` in pair ``k`` (0 where it is not in the pair), so
+        that the pairs' decision values are ``K(X, SVs) @ coef_matrix().T + intercept``."""
+        coefT = np.zeros((len(self.intercept), len(self.support_ids)))
+        for k, (_, _, idx, coef, _) in enumerate(self.pair_coefficients()):
+            coefT[k, idx] = coef
+        return coefT
+
     def pair_decisions(self, X: np.ndarray, kernel: KernelSpec, chunk: int = 4096) -> np.ndarray:
         """scikit-learn's one-vs-one ``decision_function`` values ``(n, n_pairs)`` (for two classes: > 0 means the
         second class)."""

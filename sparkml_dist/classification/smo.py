@@ -37,51 +37,36 @@ def _smo(K, QD, y, C, alpha, G, eps, max_iter):  # pragma: no cover - compiled
     while it < max_iter:
         # --- working set selection 3 (second order) ---
         gmax = -np.inf
+        # i: the most violating index of I_up (y=+1 below C, y=-1 above 0), by -y G
         i = -1
         for t in range(n):
-            if y[t] > 0.0:
-                if alpha[t] < C and -G[t] >= gmax:
-                    gmax = -G[t]
-                    i = t
-            else:
-                if alpha[t] > 0.0 and G[t] >= gmax:
-                    gmax = G[t]
+            if (alpha[t] < C) if y[t] > 0.0 else (alpha[t] > 0.0):
+                v = -y[t] * G[t]
+                if v >= gmax:
+                    gmax = v
                     i = t
         if i == -1:
             break
         Ki = K[i]
         Kii = QD[i]
         yi = y[i]
+        # j: over I_low (y=+1 above 0, y=-1 below C), the largest second-order objective decrease
         gmax2 = -np.inf
         j = -1
         best = np.inf
         for t in range(n):
-            if y[t] > 0.0:
-                if alpha[t] > 0.0:
-                    diff = gmax + G[t]
-                    if G[t] >= gmax2:
-                        gmax2 = G[t]
-                    if diff > 0.0:
-                        quad = Kii + QD[t] - 2.0 * yi * Ki[t]
-                        if quad <= 0.0:
-                            quad = TAU
-                        obj = -(diff * diff) / quad
-                        if obj <= best:
-                            best = obj
-                            j = t
-            else:
-                if alpha[t] < C:
-                    diff = gmax - G[t]
-                    if -G[t] >= gmax2:
-                        gmax2 = -G[t]
-                    if diff > 0.0:
-                        quad = Kii + QD[t] + 2.0 * yi * Ki[t]
-                        if quad <= 0.0:
-                            quad = TAU
-                        obj = -(diff * diff) / quad
-                        if obj <= best:
-                            best = obj
-                            j = t
+            if (alpha[t] > 0.0) if y[t] > 0.0 else (alpha[t] < C):
+                yg = y[t] * G[t]
+                gmax2 = max(gmax2, yg)
+                diff = gmax + yg
+                if diff > 0.0:
+                    quad = Kii + QD[t] - 2.0 * yi * y[t] * Ki[t]
+                    if quad <= 0.0:
+                        quad = TAU
+                    obj = -(diff * diff) / quad
+                    if obj <= best:
+                        best = obj
+                        j = t
         if gmax + gmax2 < eps or j == -1:
             break
         it += 1
@@ -194,7 +179,7 @@ def make_feasible(alpha: np.ndarray, y: np.ndarray, C: float) -> np.ndarray:
 
 
 def solve_binary(K: np.ndarray, y: np.ndarray, C: float, alpha0: np.ndarray | None = None, eps: float = 1e-3,
-                 max_iter: int = -1) -> tuple[np.ndarray, float, float, int]:
+                 max_iter: int = -1) -> tuple[np.ndarray, float, float, int, np.ndarray]:
     """The C-SVC dual on kernel matrix ``K`` (float32, C-contiguous) with labels ``y`` in {-1, +1}.
 
     Returns ``(alpha, rho, W, iterations, G)``: decision ``f(x) = sum_i alpha_i y_i k(x_i, x) - rho``, ``W`` the
@@ -205,14 +190,27 @@ def solve_binary(K: np.ndarray, y: np.ndarray, C: float, alpha0: np.ndarray | No
     y = np.ascontiguousarray(y, dtype=np.float64)
     alpha = np.zeros(n) if alpha0 is None else make_feasible(alpha0, y, C)
     G = _gradient(K, y, alpha) if alpha.any() else np.full(n, -1.0)
-    cap = max(10_000_000, 100 * n) if max_iter is None or max_iter < 0 else int(max_iter)
+    iterations = _run_smo(K, y, C, alpha, G, eps, _iteration_cap(n, max_iter))
+    return _result(y, G, alpha, C, iterations)
+
+
+def _iteration_cap(n: int, max_iter: int | None) -> int:
+    """libsvm's default cap, ``max(10^7, 100 n)``, unless ``max_iter >= 0`` is given."""
+    return max(10_000_000, 100 * n) if max_iter is None or max_iter < 0 else int(max_iter)
+
+
+def _run_smo(K, y, C: float, alpha, G, eps: float, cap: int) -> int:
+    """:func:`_smo` on ``K`` (updates ``alpha``/``G`` in place); the iterations made."""
     QD = np.ascontiguousarray(np.diagonal(K), dtype=np.float64)
     iterations = int(_smo(K, QD, y, float(C), alpha, G, float(eps), cap))
     if iterations >= cap:
         logger.warning("smo: reached max_iter=%d before the KKT gap fell below %g", cap, eps)
-    rho = _rho(y, G, alpha, C)
-    W = -0.5 * float(alpha @ (G - 1.0))  # libsvm: obj = 1/2 sum alpha_i (G_i + p_i), p = -1
-    return alpha, rho, W, iterations, G
+    return iterations
+
+
+def _result(y, G, alpha, C: float, iterations: int):
+    """``(alpha, rho, W, iterations, G)``; libsvm: obj = 1/2 sum alpha_i (G_i + p_i) with p = -1, and W = -obj."""
+    return alpha, _rho(y, G, alpha, C), -0.5 * float(alpha @ (G - 1.0)), iterations, G
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -336,19 +334,20 @@ def decision_values(X: np.ndarray, sol, kernel) -> np.ndarray:
     """scikit-learn's one-vs-one decision values ``(n, n_pairs)`` of ``sol`` on ``X`` in float32 kernel arithmetic
     (about 1e-5 relative from the float64 :meth:`SVCSolution.pair_decisions`, ~8x faster for RBF): for the
     cascade's KKT scans, not for model outputs."""
-    pairs = list(sol.pair_coefficients())
-    coefT = np.zeros((len(pairs), len(sol.support_ids)), dtype=np.float32)
-    bias = np.array([p[4] for p in pairs])
-    for k, (_, _, idx, c, _) in enumerate(pairs):
-        coefT[k, idx] = c
-    return kernel_products(X, sol.support_vectors, coefT, kernel) + bias
+    return kernel_products(X, sol.support_vectors, sol.coef_matrix(), kernel) + sol.intercept
+
+
+def _index_sets(y: np.ndarray, alpha: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
+    """libsvm's ``I_up`` (may increase ``y alpha``) and ``I_low`` (may decrease it), as masks."""
+    up = ((y > 0) & (alpha < C)) | ((y < 0) & (alpha > 0))
+    low = ((y > 0) & (alpha > 0)) | ((y < 0) & (alpha < C))
+    return up, low
 
 
 def _max_violation(y: np.ndarray, G: np.ndarray, alpha: np.ndarray, C: float) -> float:
     """libsvm's stopping quantity ``m(alpha) - M(alpha)`` (the solution is optimal when it is below eps)."""
     yG = -y * G
-    up = ((y > 0) & (alpha < C)) | ((y < 0) & (alpha > 0))
-    low = ((y > 0) & (alpha > 0)) | ((y < 0) & (alpha < C))
+    up, low = _index_sets(y, alpha, C)
     if not up.any() or not low.any():
         return 0.0
     return float(yG[up].max() - yG[low].min())
@@ -389,13 +388,12 @@ def solve_binary_shrunk(X: np.ndarray, y: np.ndarray, C: float, alpha0: np.ndarr
             return None
         held[extra] = True
     iterations = 0
-    cap = max(10_000_000, 100 * n) if max_iter is None or max_iter < 0 else int(max_iter)
+    cap = _iteration_cap(n, max_iter)
     for _ in range(rounds):
         free = np.flatnonzero(~held)
         K = kernel_matrix(X[free], None, kernel)
         a, g = alpha[free].copy(), G[free].copy()
-        QD = np.ascontiguousarray(np.diagonal(K), dtype=np.float64)
-        iterations += int(_smo(K, QD, y[free], float(C), a, g, float(eps), cap))
+        iterations += _run_smo(K, y[free], C, a, g, eps, cap)
         del K
         logger.debug("smo (shrunk): %d rows, %d held at C, %d iterations so far", n, int(held.sum()), iterations)
         delta = a - alpha[free]
@@ -406,12 +404,10 @@ def solve_binary_shrunk(X: np.ndarray, y: np.ndarray, C: float, alpha0: np.ndarr
             G[hold] += y[hold] * kernel_products(X[hold], X[free[moved]], (delta[moved] * y[free[moved]])[None, :],
                                                  kernel)[:, 0]
         if _max_violation(y, G, alpha, C) < eps * 1.01:  # float32 kernel arithmetic in the held rows' update
-            rho = _rho(y, G, alpha, C)
-            return alpha, rho, -0.5 * float(alpha @ (G - 1.0)), iterations, G
+            return _result(y, G, alpha, C, iterations)
         # release the held rows that now violate: a held row at C may leave it when -y G of it exceeds M
         yG = -y * G
-        low = ((y > 0) & (alpha > 0)) | ((y < 0) & (alpha < C))
-        up = ((y > 0) & (alpha < C)) | ((y < 0) & (alpha > 0))
+        up, low = _index_sets(y, alpha, C)
         m_up, m_low = yG[up & ~held].max(), yG[low & ~held].min()
         release = held & ((up & (yG > m_low + eps / 2)) | (low & (yG < m_up - eps / 2)))
         if not release.any():
@@ -421,7 +417,3 @@ def solve_binary_shrunk(X: np.ndarray, y: np.ndarray, C: float, alpha0: np.ndarr
             return None
     return None
 
-
-def kernel_bytes(n: int) -> int:
-    """Memory of the float32 kernel matrix of ``n`` rows."""
-    return 4 * n * n

@@ -33,13 +33,18 @@ logger = logging.getLogger(__name__)
 _SOLUTION_ARRAYS = ("classes", "support_ids", "support_vectors", "support_y", "dual_coef", "intercept", "n_support")
 
 
-def _moments(block):
-    """``(count, mean, M2)`` of all feature entries of a block (for ``gamma='scale'``)."""
-    if block.n_rows == 0:
+def feature_moments(X: np.ndarray) -> tuple[float, float, float]:
+    """``(count, mean, M2)`` of all entries of a feature matrix (for ``gamma='scale'``; merge with
+    :func:`_merge_moments`)."""
+    if X.size == 0:
         return 0.0, 0.0, 0.0
-    X = np.asarray(block.X, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)
     mean = float(X.mean())
     return float(X.size), mean, float(((X - mean) ** 2).sum())
+
+
+def _moments(block):
+    return feature_moments(block.X) if block.n_rows else (0.0, 0.0, 0.0)
 
 
 def _merge_moments(a, b):
@@ -168,12 +173,10 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
             if self.getGamma() == "scale":
                 n, _, m2 = blocks.aggregate(_moments, combine=_merge_moments)
                 variance = m2 / n
-            gamma = compute_gamma(self.getGamma(), blocks.n_features, variance)
-            kernel = KernelSpec(self.getKernel(), gamma, int(self.getOrDefault(self.degree)),
-                                float(self.getOrDefault(self.coef0)))
-            cfg = SolverConfig(kernel, self.getC(), float(self.getOrDefault(self.cacheSize)), self.getMaxIter(),
-                               n_classes, float(self.getOrDefault(self.kernelMemoryMB)) * 2**20,
-                               int(self.getOrDefault(self.leafSize)))
+            args = self._kernel_args()
+            kernel = KernelSpec(args["kernel"], compute_gamma(args["gamma"], blocks.n_features, variance),
+                                args["degree"], args["coef0"])
+            cfg = SolverConfig(kernel, n_classes=n_classes, **self._solver_args())
             # global row ids: partition p's rows start after all rows of the partitions before it
             counts = {t[0]: int(t[3]) for t in blocks.tokens}
             offsets, acc = {}, 0
@@ -186,12 +189,7 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
                 result = fit_dpsvm(blocks, offsets, cfg, max_passes, self.getOrDefault(self.topology), self.getTol())
             else:
                 result = fit_cascade(blocks, offsets, cfg, max_passes, self.getTol(), feedback=mode == "cascade")
-        logger.info("svm %s: %d passes, %d SVs, objective %.6g, %.2fs", mode, result.passes,
-                    len(result.solution.support_ids), result.solution.objective, time.perf_counter() - start)
-        model = CascadeSVCModel(result.solution, kernel, n_classes, blocks.n_features,
-                                {"passes": result.passes, "converged": result.converged, "history": result.history})
-        return self._copyValues(model)
-
+        return self._model(result, kernel, n_classes, blocks.n_features, mode, start)
 
     def _fit_bsp(self, dataset, start: float) -> "CascadeSVCModel":
         from sparkml_dist.classification.cascade_bsp import fit_cascade_bsp
@@ -199,17 +197,26 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
 
         spec = ColumnSpec(self.getFeaturesCol(), self.getLabelCol(), None, "classes")
         df = dataset.repartition(self.getNumPartitions()) if self.getNumPartitions() else dataset
-        kernel_args = {"kernel": self.getKernel(), "gamma": self.getGamma(),
-                       "degree": int(self.getOrDefault(self.degree)), "coef0": float(self.getOrDefault(self.coef0))}
-        solver_args = {"C": self.getC(), "cache_size": float(self.getOrDefault(self.cacheSize)),
-                       "max_iter": self.getMaxIter(),
-                       "kernel_memory": float(self.getOrDefault(self.kernelMemoryMB)) * 2**20,
-                       "leaf_size": int(self.getOrDefault(self.leafSize))}
         mode = self.getMode()
         result, kernel, n_classes, n_features = fit_cascade_bsp(
-            df, spec, kernel_args, solver_args, int(self.getOrDefault(self.maxPasses)), self.getTol(),
-            feedback=mode == "cascade")
-        logger.info("svm %s (bsp): %d passes, %d SVs, objective %.6g, %.2fs", mode, result.passes,
+            df, spec, self._kernel_args(), self._solver_args(), int(self.getOrDefault(self.maxPasses)),
+            self.getTol(), feedback=mode == "cascade")
+        return self._model(result, kernel, n_classes, n_features, f"{mode} (bsp)", start)
+
+    def _kernel_args(self) -> dict:
+        """The kernel settings, ``gamma`` still unresolved ('scale' needs the data)."""
+        return {"kernel": self.getKernel(), "gamma": self.getGamma(), "degree": int(self.getOrDefault(self.degree)),
+                "coef0": float(self.getOrDefault(self.coef0))}
+
+    def _solver_args(self) -> dict:
+        """:class:`~sparkml_dist.classification.cascade.SolverConfig` fields other than the kernel and classes."""
+        return {"C": self.getC(), "cache_size": float(self.getOrDefault(self.cacheSize)),
+                "max_iter": self.getMaxIter(), "kernel_memory": float(self.getOrDefault(self.kernelMemoryMB)) * 2**20,
+                "leaf_size": int(self.getOrDefault(self.leafSize))}
+
+    def _model(self, result, kernel: KernelSpec, n_classes: int, n_features: int, label: str,
+               start: float) -> "CascadeSVCModel":
+        logger.info("svm %s: %d passes, %d SVs, objective %.6g, %.2fs", label, result.passes,
                     len(result.solution.support_ids), result.solution.objective, time.perf_counter() - start)
         model = CascadeSVCModel(result.solution, kernel, n_classes, n_features,
                                 {"passes": result.passes, "converged": result.converged, "history": result.history})
