@@ -94,6 +94,45 @@ def test_bad_cluster_arguments(tmp_path):
         LocalStandaloneCluster.attach(tmp_path / "none")
 
 
+def test_wait_until_ready_outlasts_a_web_ui_still_starting(tmp_path):
+    """While the master's UI is starting, ``/json`` can fall through to its HTML page (seen in CI under load): the
+    wait retries until the master's own JSON arrives, and never accepts JSON from another master."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from sparkml_dist.runtime.cluster import ClusterState, MasterNotReady
+
+    answers = ["<!DOCTYPE html><html>starting</html>", "<!DOCTYPE html><html>starting</html>"]
+    seen = []
+
+    class UI(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            body = answers.pop(0) if answers else json.dumps({"url": "spark://127.0.0.1:7", "status": "ALIVE",
+                                                               "workers": [{"state": "ALIVE"}]})
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), UI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cluster = LocalStandaloneCluster(workers=1, state_dir=tmp_path)
+        cluster.state = ClusterState(7, server.server_port, 1, 1, "1g", str(tmp_path))
+        info = cluster.wait_until_ready(timeout=20)
+        assert info["workers"] == [{"state": "ALIVE"}] and seen == ["/json"] * 3
+        cluster.state = ClusterState(8, server.server_port, 1, 1, "1g", str(tmp_path))  # a different master's UI
+        with pytest.raises(MasterNotReady, match="not the master at spark://127.0.0.1:8"):
+            cluster.master_json()
+        with pytest.raises(TimeoutError, match="did not register 1 workers within 1.5 s.*not the master"):
+            cluster.wait_until_ready(timeout=1.5)
+    finally:
+        server.shutdown()
+
+
 def _alive(pid):
     try:
         os.kill(pid, 0)

@@ -49,9 +49,21 @@ def _port_free(port: int) -> bool:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    return _free_ports(1)[0]
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (all sockets held open together, so the kernel cannot hand one out twice)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def default_state_dir() -> Path:
@@ -159,8 +171,10 @@ class LocalStandaloneCluster:
             except (json.JSONDecodeError, TypeError):
                 pass
             self.state_file.unlink(missing_ok=True)
-        master_port = self.master_port if self.master_port and _port_free(self.master_port) else _free_port()
-        webui_port = self.webui_port if self.webui_port and _port_free(self.webui_port) else _free_port()
+        spare = _free_ports(2 + self.workers)  # distinct: master RPC, master UI, one UI per worker
+        spare = [p for p in spare if p not in (self.master_port, self.webui_port)]
+        master_port = self.master_port if self.master_port and _port_free(self.master_port) else spare.pop()
+        webui_port = self.webui_port if self.webui_port and _port_free(self.webui_port) else spare.pop()
         if self.master_port and master_port != self.master_port:
             logger.warning("port %d is busy; the master listens on %d", self.master_port, master_port)
         self.state = ClusterState(master_port, webui_port, self.workers, self.cores, self.memory,
@@ -173,7 +187,7 @@ class LocalStandaloneCluster:
                 work_dir = self.state_dir / f"work-{i}"
                 work_dir.mkdir(parents=True, exist_ok=True)
                 self._spawn(f"worker-{i}", [WORKER_CLASS, "--host", HOST, "--cores", str(self.cores), "--memory",
-                                            self.memory, "--webui-port", str(_free_port()), "--work-dir",
+                                            self.memory, "--webui-port", str(spare.pop()), "--work-dir",
                                             str(work_dir), self.state.master_url], env)
             self.wait_until_ready(timeout)
         except BaseException:
@@ -184,9 +198,20 @@ class LocalStandaloneCluster:
         return self
 
     def master_json(self) -> dict:
+        """The master's ``/json`` view. While the web UI is still starting its handlers, ``/json`` can fall
+        through to the HTML status page (seen under load); that surfaces as ``MasterNotReady`` (an ``OSError``)."""
         assert self.state is not None
-        with urllib.request.urlopen(f"{self.state.webui_url}/json", timeout=5) as resp:
-            return json.loads(resp.read().decode())
+        url = f"{self.state.webui_url}/json"
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=5) as resp:
+            body = resp.read().decode(errors="replace")
+        try:
+            info = json.loads(body)
+        except ValueError:
+            raise MasterNotReady(f"{url} answered with something other than JSON: {body[:60]!r}...") from None
+        if not isinstance(info, dict) or info.get("url") != self.state.master_url:
+            raise MasterNotReady(f"{url} is not the master at {self.state.master_url} (it reports "
+                                 f"{info.get('url') if isinstance(info, dict) else info!r})")
+        return info
 
     def wait_until_ready(self, timeout: float = 90.0) -> dict:
         deadline = time.monotonic() + timeout
@@ -251,6 +276,10 @@ class LocalStandaloneCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class MasterNotReady(OSError):
+    """The master's web UI answered, but not (yet) with its JSON view."""
 
 
 def _alive(pid: int) -> bool:
