@@ -99,6 +99,18 @@ def test_bsp_engine_with_an_empty_partition_multiclass(spark):
     np.testing.assert_array_equal(model.predict_numpy(X)[2], svc.predict(X))
 
 
+@pytest.mark.parametrize("kw,engine", [(dict(kernel="linear", C=0.5), "mapreduce"),
+                                       (dict(kernel="poly", degree=2, C=1.0), "bsp")])
+def test_linear_and_poly_kernels_reach_svc_optimum(spark, kw, engine):
+    """The warm-started merges and KKT feedback hold for every supported kernel, not only rbf."""
+    Xtr, ytr, Xte, yte = _problem(6000, 2000, 2, 1.0, 1)
+    svc, W = _reference(Xtr, ytr, **kw)
+    model = CascadeSVC(mode="cascade", engine=engine, **kw).fit(from_numpy(spark, Xtr, ytr, num_partitions=4))
+    assert abs(model.dualObjective - W) <= 1e-5 * abs(W), (model.dualObjective, W)
+    assert abs(float((model.predict_numpy(Xte)[2] == yte).mean()) - svc.score(Xte, yte)) <= 0.005
+    assert model.trainingHistory[1]["violators"] > 0 and model.converged
+
+
 def test_mrsmo_single_pass_within_one_point(binary):
     df, Xte, yte, ref_acc, _ = binary
     model = CascadeSVC(mode="mrsmo").fit(df)
@@ -182,6 +194,8 @@ def test_bad_inputs(spark):
         CascadeSVC(C=0.0).fit(df)
     with pytest.raises(ValueError, match="kernel='gauss' is not supported"):
         CascadeSVC(kernel="gauss").fit(df)
+    with pytest.raises(ValueError, match="kernel='sigmoid' is not supported: the sigmoid kernel is not positive"):
+        CascadeSVC(kernel="sigmoid").fit(df)
     with pytest.raises(ValueError, match="mode='smo' is not supported"):
         CascadeSVC(mode="smo").fit(df)
     with pytest.raises(ValueError, match="gamma must be"):

@@ -70,11 +70,12 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
     ----------
     C : float, default 1.0
         Regularisation, > 0.
-    kernel : {"rbf", "linear", "poly", "sigmoid"}, default "rbf"
+    kernel : {"rbf", "linear", "poly"}, default "rbf"
     gamma : "scale", "auto" or float, default "scale"
         ``scale`` = 1 / (n_features * X.var()) over all rows (one extra pass), ``auto`` = 1 / n_features.
     degree, coef0 : int, float
-        Polynomial / sigmoid kernel settings, as scikit-learn.
+        Polynomial kernel settings, as scikit-learn. (``sigmoid`` is refused: not positive semi-definite, so
+        the cascade has no single optimum to converge to.)
     mode : {"cascade", "mrsmo", "dpsvm"}, default "cascade"
         See :mod:`sparkml_dist.classification.cascade`.
     maxPasses : int, default 5
