@@ -126,6 +126,12 @@ def test_dpsvm_converges_and_matches_cascade(binary, cascade_binary):
     acc_c = float((cascade_binary.predict_numpy(Xte)[2] == yte).mean())
     assert abs(acc_dp - acc_c) <= 0.005
     assert abs(model.dualObjective - cascade_binary.dualObjective) <= 1e-3 * abs(cascade_binary.dualObjective)
+    # every node keeps its own SVs and restarts from their alphas: its previous optimum stays feasible, so the
+    # nodes' objectives never fall from round 2 on (round 1 trains leaves and reports none)
+    history = model.trainingHistory
+    objectives = [h["objective"] for h in history[1:]]
+    assert len(history) >= 3 and history[0]["rows_trained"] == 20_000
+    assert all(b >= a - 1e-6 * abs(a) for a, b in zip(objectives, objectives[1:])), objectives
 
 
 def test_multiclass_one_vs_one_cascade_and_dpsvm(spark):

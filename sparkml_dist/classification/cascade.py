@@ -25,7 +25,8 @@ pair needs, which keeps every pair's optimum intact.
 ``mrsmo`` (Alham et al. 2011): the same layer 1 and merges, one pass, no feedback.
 
 ``dpsvm`` (Lu, Roychowdhury, Vandenberghe 2008): every round each node trains on its own rows plus the SVs its
-in-neighbours (ring: node ``i-1``; complete: all others) found in the previous round, until no node's SV set changes
+in-neighbours (ring: node ``i-1``; complete: all others) found in the previous round (and its own previous SVs,
+warm-started from their alphas: :func:`_dp_node`), until no node's SV set changes
 (or, since libsvm's tolerance makes borderline vectors flicker, until after one circulation no node's dual objective
 moves by more than ``tol`` relative); the final SVM is trained on the union of the nodes' final SV sets.
 
@@ -323,15 +324,27 @@ def in_neighbours(sites: list[int], topology: str) -> dict[int, list[int]]:
     return {s: [sites[(k - 1) % len(sites)]] for k, s in enumerate(sites)}
 
 
-def _dp_node(block, offsets: dict[int, int], incoming: dict[int, SVSet], cfg: SolverConfig):
+def _dp_node(block, offsets: dict[int, int], incoming: dict[int, SVSet], previous: dict[int, SVSet],
+             cfg: SolverConfig):
+    """One DPSVM node for one round: ``(partition, SVSet, objective, rows trained)``.
+
+    Round 1 trains the node's own rows (leaves + merges, as the cascade's layer 1). Later rounds train its rows, its
+    own SVs of the previous round and the SVs from its in-neighbours, **warm from its previous alphas** (an optimum
+    of a sub-problem, so its deep bounded SVs are held at ``C`` while SMO moves the rest; checked over all rows
+    afterwards): the new rows start at 0, which keeps the start feasible. Keeping its own SVs also makes each
+    node's objective non-decreasing from round to round.
+    """
     if block.n_rows == 0:
         return None
     rows = _block_rows(block, offsets)
+    own = previous.get(block.partition)
+    if own is None:
+        svs, _, _ = _layer1(rows, cfg)
+        return block.partition, svs, float("nan"), len(rows)
     extra = incoming.get(block.partition)
-    if extra is not None and len(extra):
-        rows = rows.union(extra)
-    svs, sol = train_local(rows, cfg.kernel, cfg.C, cfg.cache_size, cfg.max_iter)
-    return block.partition, svs, (sol.objective if sol is not None else float("nan")), len(rows)
+    train = own.union(rows, *([extra] if extra is not None and len(extra) else []))
+    svs, sol = _solve(train, cfg, warm=True, shrink=True, objective=True)
+    return block.partition, svs, (sol.objective if sol is not None else float("nan")), len(train)
 
 
 def fit_dpsvm(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: int, topology: str,
@@ -345,9 +358,11 @@ def fit_dpsvm(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: in
     objectives: dict[int, float] = {}
     converged = False
     for r in range(max_rounds):
-        incoming = {s: SVSet.empty(blocks.n_features).union(*[current[t] for t in neighbours[s] if t in current])
+        # the neighbours' SVs travel without their alphas: each node starts from its own solution only
+        sent = {t: SVSet(v.ids, v.X, v.y) for t, v in current.items()}
+        incoming = {s: SVSet.empty(blocks.n_features).union(*[sent[t] for t in neighbours[s] if t in sent])
                     for s in sites} if current else {}
-        results = {res[0]: res for res in blocks.map(_dp_node, offsets, incoming, cfg) if res is not None}
+        results = {res[0]: res for res in blocks.map(_dp_node, offsets, incoming, current, cfg) if res is not None}
         new = {s: results[s][1] for s in sites}
         new_obj = {s: results[s][2] for s in sites}
         changed = [s for s in sites if s not in current or not _same_ids(current[s], new[s])]
@@ -356,7 +371,8 @@ def fit_dpsvm(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: in
         stalled = r >= len(sites) and all(
             abs(new_obj[s] - objectives.get(s, np.inf)) <= tol * abs(new_obj[s]) for s in sites)
         progress.step(changed=len(changed), n_sv=int(sum(len(v) for v in new.values())),
-                      objective=float(np.nansum(list(new_obj.values()))))
+                      objective=float(np.nansum(list(new_obj.values()))),
+                      rows_trained=int(sum(results[s][3] for s in sites)))
         current, objectives = new, new_obj
         if not changed or stalled:
             converged = True
