@@ -38,3 +38,14 @@ def test_svm_scaling_plot(tmp_path):
     with open(tmp_path / "svm_scaling_sep1.png", "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     assert classification.plot({"adaboost": {}}, str(tmp_path / "none")) == []  # nothing to draw
+
+
+def test_svm_variants_are_picked_by_name():
+    from sparkml_dist.bench import classification
+
+    assert classification.svm_variants(None) == classification.SVM_VARIANTS
+    assert classification.svm_variants("cascade_bsp, dpsvm") == (("cascade_bsp", "cascade", "bsp"),
+                                                                 ("dpsvm", "dpsvm", "mapreduce"))
+    assert set(classification.SVM_LABELS) == {"sklearn_svc"} | {v[0] for v in classification.SVM_VARIANTS}
+    with pytest.raises(ValueError, match=r"--svm-variants: unknown \['svc'\]; known: cascade, mrsmo"):
+        classification.svm_variants("cascade,svc")

@@ -108,11 +108,28 @@ def bench_adaboost(spark, rows: int, rounds: int, repeats: int, partitions: int,
 
 #: (figure key, mode, engine) of the CascadeSVC runs
 SVM_VARIANTS = (("cascade", "cascade", "mapreduce"), ("mrsmo", "mrsmo", "mapreduce"),
-                ("cascade_bsp", "cascade", "bsp"), ("mrsmo_bsp", "mrsmo", "bsp"))
+                ("cascade_bsp", "cascade", "bsp"), ("mrsmo_bsp", "mrsmo", "bsp"), ("dpsvm", "dpsvm", "mapreduce"))
+
+#: plot labels of the SVM curves
+SVM_LABELS = {"sklearn_svc": "scikit-learn SVC (1 core)", "cascade": "cascade (mapreduce)",
+              "mrsmo": "mrsmo (mapreduce)", "cascade_bsp": "cascade (bsp)", "mrsmo_bsp": "mrsmo (bsp)",
+              "dpsvm": "dpsvm (ring, mapreduce)"}
+
+
+def svm_variants(keys: str | list[str] | tuple[str, ...] | None) -> tuple[tuple[str, str, str], ...]:
+    """The ``SVM_VARIANTS`` named by ``keys`` (comma-separated or a list; None or empty: all)."""
+    if not keys:
+        return SVM_VARIANTS
+    wanted = [k.strip() for k in (keys.split(",") if isinstance(keys, str) else keys) if k.strip()]
+    known = {v[0]: v for v in SVM_VARIANTS}
+    unknown = [k for k in wanted if k not in known]
+    if unknown:
+        raise ValueError(f"--svm-variants: unknown {unknown}; known: {', '.join(known)}")
+    return tuple(known[k] for k in wanted)
 
 
 def bench_svm(spark, sizes: list[int], repeats: int, partitions: int, class_sep: float, baselines: bool,
-              baseline_repeats: int = 1) -> dict:
+              baseline_repeats: int = 1, variants: tuple[tuple[str, str, str], ...] = SVM_VARIANTS) -> dict:
     from sklearn.datasets import make_classification
     from sklearn.svm import SVC
 
@@ -127,7 +144,7 @@ def bench_svm(spark, sizes: list[int], repeats: int, partitions: int, class_sep:
         df = from_numpy(spark, Xtr, ytr, num_partitions=partitions).cache()
         df.count()
         row: dict[str, Any] = {}
-        for key, mode, engine in SVM_VARIANTS:
+        for key, mode, engine in variants:
             t, model, times = _median_time(lambda: CascadeSVC(mode=mode, engine=engine).fit(df), repeats)
             row[key] = {"fit_seconds": t, "runs": times, "test_accuracy": _accuracy(model, Xte, yte),
                         "passes": model.passes, "n_sv": int(len(model.supportIds)),
@@ -141,12 +158,12 @@ def bench_svm(spark, sizes: list[int], repeats: int, partitions: int, class_sep:
             row["sklearn_svc"] = {"fit_seconds": t, "runs": times, "test_accuracy": float(svc.score(Xte, yte)),
                                   "n_sv": int(svc.n_support_.sum()), "cache_size_mb": 1000,
                                   "dual_objective": _svc_objective(svc, ytr)}
-            for key, _, _ in SVM_VARIANTS:
+            for key, _, _ in variants:
                 row[f"speedup_{key}_vs_svc"] = t / row[key]["fit_seconds"]
                 gap = row[key]["test_accuracy"] - row["sklearn_svc"]["test_accuracy"]
                 row[f"accuracy_gap_{key}_pp"] = 100 * gap
             logger.info("SVC n=%d: %.2fs, accuracy %.4f; %s", n, t, row["sklearn_svc"]["test_accuracy"],
-                        ", ".join(f"{key} {row[f'speedup_{key}_vs_svc']:.2f}x" for key, _, _ in SVM_VARIANTS))
+                        ", ".join(f"{key} {row[f'speedup_{key}_vs_svc']:.2f}x" for key, _, _ in variants))
         out["sizes"][str(n)] = row
         df.unpersist()
     return out
@@ -154,11 +171,13 @@ def bench_svm(spark, sizes: list[int], repeats: int, partitions: int, class_sep:
 
 def run(spark, adaboost_rows: int = 1_000_000, rounds: int = 50, svm_sizes: tuple[int, ...] = (20_000, 50_000,
         100_000), repeats: int = 3, partitions: int | None = None, class_sep: float = 1.0,
-        baselines: bool = True, baseline_repeats: int = 1) -> dict:
+        baselines: bool = True, baseline_repeats: int = 1, svm_variants_: str | None = None) -> dict:
     """Run both suites in ``spark`` and return the results (also what the JSON holds).
 
-    Our estimators run ``repeats`` times (median reported); the slower baselines ``baseline_repeats`` times.
+    Our estimators run ``repeats`` times (median reported); the slower baselines ``baseline_repeats`` times;
+    ``svm_variants_`` picks CascadeSVC runs by key (comma-separated, default all of ``SVM_VARIANTS``).
     """
+    variants = svm_variants(svm_variants_)
     partitions = partitions or max(2, spark.sparkContext.defaultParallelism)
     result: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "master": spark.sparkContext.master,
@@ -170,15 +189,16 @@ def run(spark, adaboost_rows: int = 1_000_000, rounds: int = 50, svm_sizes: tupl
                                             baseline_repeats)
     if svm_sizes:
         result["svm"] = bench_svm(spark, list(svm_sizes), repeats, max(4, partitions), class_sep, baselines,
-                                  baseline_repeats)
+                                  baseline_repeats, variants)
     return result
 
 
 def plot(figures: dict, directory: str) -> list[str]:
     """PNG plots of the suite's figures into ``directory``; the file names written.
 
-    ``svm_scaling_sep<class_sep>.png``: fit seconds against training rows (log-log) for SVC, cascade and mrsmo -- SVC's super-linear
-    growth against the cascade's flatter curve, the issue's "show how time grows with rows".
+    ``svm_scaling_sep<class_sep>.png``: fit seconds against training rows (log-log) for SVC and every CascadeSVC
+    variant run -- SVC's super-linear growth against the cascade's flatter curve, the issue's "show how time grows
+    with rows".
     """
     import matplotlib
 
@@ -190,8 +210,7 @@ def plot(figures: dict, directory: str) -> list[str]:
         return []
     rows = sorted(int(n) for n in sizes)
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    for key, label in (("sklearn_svc", "scikit-learn SVC (1 core)"), ("cascade", "cascade (mapreduce)"),
-                       ("mrsmo", "mrsmo (mapreduce)"), ("cascade_bsp", "cascade (bsp)"), ("mrsmo_bsp", "mrsmo (bsp)")):
+    for key, label in SVM_LABELS.items():
         points = [(n, sizes[str(n)][key]["fit_seconds"]) for n in rows if key in sizes[str(n)]]
         if points:
             ax.plot(*zip(*points), marker="o", label=label)
@@ -222,13 +241,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--class-sep", type=float, default=1.0)
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--baseline-repeats", type=int, default=1)
+    parser.add_argument("--svm-variants", default="", help="comma-separated CascadeSVC runs (default all): "
+                        + ", ".join(v[0] for v in SVM_VARIANTS))
     parser.add_argument("--profile", default="local")
     args = parser.parse_args(argv)
     setup_logging()
     spark = get_spark(args.profile, app_name="sparkml-dist-bench-classification")
     sizes = tuple(int(s) for s in args.svm_sizes.split(",") if s.strip())
     result = run(spark, args.adaboost_rows, args.rounds, sizes, args.repeats, args.partitions, args.class_sep,
-                 not args.no_baselines, args.baseline_repeats)
+                 not args.no_baselines, args.baseline_repeats, args.svm_variants)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out + ".tmp"
     with open(tmp, "w") as fh:

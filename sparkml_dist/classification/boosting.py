@@ -18,11 +18,11 @@ the ensemble of ensembles ``sum_t alpha_t E_t``.
 
 ``pl`` (:func:`fit_pl`): AdaBoost.PL (Palit & Reddy, TKDE 2012). Every partition runs ``maxIter`` rounds of SAMME on its
 own data in one job; each site's hypotheses are sorted by weight, and merged hypothesis ``t`` is the plurality vote of
-the sites' ``t``-th hypotheses (a tied vote abstains, as ``sign(0)`` in the paper) with the sites' average weight. One data pass and
-one communication round in total; approximate.
+the sites' ``t``-th hypotheses (a tied vote abstains, as ``sign(0)`` in the paper) with the sites' average weight.
+One data pass and one communication round in total; approximate.
 
-Partitions with no rows are skipped by all three; for ``lazarevic`` and ``pl`` so is any partition holding fewer than two
-classes (a site cannot boost on one class), with a warning.
+Partitions with no rows are skipped by all three; for ``lazarevic`` and ``pl`` so is any partition holding fewer than
+two classes (a site cannot boost on one class), with a warning.
 """
 
 from __future__ import annotations

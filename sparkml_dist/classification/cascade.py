@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 class SolverConfig:
     """What every node needs to train.
 
-    ``kernel_memory`` (bytes) caps the float32 kernel matrix a warm-started merge may build (0: libsvm everywhere);
+    ``kernel_memory`` (bytes) caps the kernel matrix a warm-started merge may build (0: libsvm everywhere);
     ``leaf_size`` is the most rows a layer-1 libsvm problem gets (0: a whole partition).
     """
 
@@ -228,28 +228,28 @@ def scan_rows(rows: SVSet, sol: SVCSolution, kernel: KernelSpec, buffer: float, 
     near = np.flatnonzero(m < 1.0 + buffer)
     near = np.sort(near[np.argsort(m[near], kind="stable")[:2 * n_violators]])
     out = rows.take(near)
-    # their decision values (bias aside) in the global pair layout: the re-solve's gradient for free
+    # their decision values (bias aside) in the global pair layout and libsvm's sign (SVSet.score): the re-solve's
+    # gradient for free
     out.score = np.full((len(near), n_classes * (n_classes - 1) // 2), np.nan)
+    flip = -1.0 if len(sol.classes) == 2 else 1.0  # scikit-learn's two-class sign -> libsvm's
     for k, (i, j, _, _, _) in enumerate(sol.pair_coefficients()):
-        out.score[:, pair_index(int(sol.classes[i]), int(sol.classes[j]), n_classes)] = raw[near, k]
+        out.score[:, pair_index(int(sol.classes[i]), int(sol.classes[j]), n_classes)] = flip * raw[near, k]
     return out, n_violators, int(todo.sum()), stored
 
 
 def _violators(block, offsets: dict[int, int], sol: SVCSolution, kernel: KernelSpec, buffer: float,
                working: np.ndarray, scan: int, delta: tuple | None, n_classes: int):
     """:func:`scan_rows` on one resident partition, its decision values kept beside the block
-    (``state_svm_scan``, valid for scan ``scan - 1``): ``(SVSet, violators, rows computed, seconds)``."""
+    (``state_svm_scan_<scan>``): ``(SVSet, violators, rows computed, seconds)``."""
     if block.n_rows == 0:
         return None
     start = time.perf_counter()
     rows = _block_rows(block, offsets)
-    stored = block.load_state("svm_scan")
-    version = block.load_state("svm_scan_version")
-    if version is None or int(version[0]) != scan - 1:
-        stored = None
+    # the scan number is in the state's name, so a retried or speculative task never pairs values with a wrong delta
+    stored = block.load_state(f"svm_scan_{scan - 1}")
     out, n_violators, computed, stored = scan_rows(rows, sol, kernel, buffer, working, stored, delta, n_classes)
-    block.save_state("svm_scan", stored)
-    block.save_state("svm_scan_version", np.array([scan]))
+    block.save_state(f"svm_scan_{scan}", stored)
+    block.drop_state(f"svm_scan_{scan - 1}")
     return out, n_violators, computed, time.perf_counter() - start
 
 

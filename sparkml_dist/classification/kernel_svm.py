@@ -42,7 +42,9 @@ class SVSet:
     dual variables ``alpha`` the rows had in the node that produced them, ``(n, n_pairs)`` over the global
     one-vs-one pairs (:func:`pair_index`) -- a merge starts its solver there (alpha seeding) -- and ``score``,
     the rows' decision values under those alphas, bias aside (NaN: unknown), which spares the next solver a kernel
-    pass to rebuild its gradient."""
+    pass to rebuild its gradient. Scores use libsvm's one-vs-one sign for every pair (positive: the pair's lower
+    class), whatever the number of classes of the node that wrote them: scikit-learn flips the sign of a
+    two-class solution, and a node that saw two classes may pass its scores to one that sees three."""
 
     ids: np.ndarray
     X: np.ndarray
@@ -221,25 +223,25 @@ def train_warm(rows: SVSet, kernel: KernelSpec, C: float, n_classes: int, max_it
     in-memory kernel matrix, one-vs-one, each pair starting from ``rows.alpha`` (zeros where absent).
 
     Same optimum as libsvm (same algorithm and stopping rule), usually in a fraction of its time when the start is
-    close: a merge of two solutions, or a solution plus the rows that violate it. A pair whose float32 kernel matrix
+    close: a merge of two solutions, or a solution plus the rows that violate it. A pair whose kernel matrix
     exceeds ``kernel_memory`` bytes is solved with the deep bounded SVs held at ``C``
     (:func:`~sparkml_dist.classification.smo.solve_binary_shrunk`); None when even that does not fit (the caller
     falls back to libsvm). ``shrink``: hold the deep bounded SVs of the start at ``C`` anyway (the start is an
     optimum of a sub-problem, as in a cascade feedback pass). ``keep_within``: the returned rows are the SVs plus
     the non-SVs whose margin is below ``1 + keep_within`` (a working set to carry into the next re-solve).
     """
-    from sparkml_dist.classification.smo import kernel_matrix, solve_binary, solve_binary_shrunk
+    from sparkml_dist.classification.smo import kernel_itemsize, kernel_matrix, solve_binary, solve_binary_shrunk
 
     classes = np.unique(rows.y).astype(np.int64)
     if len(rows) == 0 or len(classes) < 2:
         return SVSet(rows.ids, rows.X, rows.y), None
-    max_rows = int(np.sqrt(kernel_memory / 4)) if np.isfinite(kernel_memory) else len(rows)
+    max_rows = int(np.sqrt(kernel_memory / kernel_itemsize(kernel))) if np.isfinite(kernel_memory) else len(rows)
     K = kernel_matrix(rows.X, None, kernel) if len(rows) <= max_rows and not shrink else None
     n_pairs_global = n_classes * (n_classes - 1) // 2
     warm = rows.alpha if rows.alpha is not None else np.zeros((len(rows), n_pairs_global))
     alpha = np.zeros((len(rows), n_pairs_global))
     score = np.full((len(rows), n_pairs_global), np.nan)
-    known = rows.score if rows.score is not None else score
+    known = rows.score if rows.score is not None else score  # libsvm's pair sign: see SVSet
     margin = np.full(len(rows), np.inf)
     m = len(classes)
     results = []
@@ -249,6 +251,7 @@ def train_warm(rows: SVSet, kernel: KernelSpec, C: float, n_classes: int, max_it
             sel = np.flatnonzero((rows.y == classes[i]) | (rows.y == classes[j]))
             positive = classes[j] if m == 2 else classes[i]  # libsvm's sign, flipped by scikit-learn for 2 classes
             y = np.where(rows.y[sel] == positive, 1.0, -1.0)
+            flip = -1.0 if m == 2 else 1.0  # this solve's sign -> the stored scores' (positive: classes[i])
             if K is not None:
                 Kp = K if len(sel) == len(rows) else np.ascontiguousarray(K[np.ix_(sel, sel)])
                 solved = solve_binary(Kp, y, C, warm[sel, g], eps=eps, max_iter=max_iter)
@@ -257,12 +260,12 @@ def train_warm(rows: SVSet, kernel: KernelSpec, C: float, n_classes: int, max_it
                                       max_iter=max_iter)
             else:
                 solved = solve_binary_shrunk(rows.X[sel], y, C, warm[sel, g], kernel, max_rows, eps=eps,
-                                             max_iter=max_iter, s0=known[sel, g])
+                                             max_iter=max_iter, s0=flip * known[sel, g])
                 if solved is None:
                     return None
             a, rho, W, _, G = solved
             alpha[sel, g] = a
-            score[sel, g] = y * (G + 1.0)
+            score[sel, g] = flip * y * (G + 1.0)
             margin[sel] = np.minimum(margin[sel], G + 1.0 - y * rho)
             results.append((i, j, sel, a * y, -rho, W))
     del K

@@ -90,8 +90,9 @@ class SVCParams(_ClassifierParams, HasMaxIter, HasTol):
                      "cascade/mrsmo: most rows per layer-1 libsvm problem (partitions are cut into leaves); 0: whole "
                      "partitions", typeConverter=TypeConverters.toInt)
     kernelMemoryMB = Param(Params._dummy(), "kernelMemoryMB",
-                           "largest in-memory float32 kernel matrix (MB) a merge may build to warm-start from its "
-                           "children's alphas; bigger merges run libsvm from zero; 0: libsvm everywhere",
+                           "largest in-memory kernel matrix (MB; RBF float32, linear/poly float64) a merge may build "
+                           "to warm-start from its children's alphas; bigger merges run libsvm from zero; 0: libsvm "
+                           "everywhere",
                            typeConverter=TypeConverters.toFloat)
     engine = Param(Params._dummy(), "engine",
                    "how cascade/mrsmo run: mapreduce (Spark jobs over resident blocks) or bsp (the whole cascade in "
@@ -172,6 +173,10 @@ def check_svc_params(p: SVCParams) -> None:
         raise ValueError(f"leafSize must be >= 0 (0: whole partitions), got {p.getOrDefault(p.leafSize)}")
     if p.getOrDefault(p.kernelMemoryMB) < 0:
         raise ValueError(f"kernelMemoryMB must be >= 0 (0: libsvm everywhere), got {p.getOrDefault(p.kernelMemoryMB)}")
+    if not p.getOrDefault(p.cacheSize) > 0:
+        raise ValueError(f"cacheSize must be > 0 (MB), got {p.getOrDefault(p.cacheSize)}")
+    if p.getOrDefault(p.maxIter) == 0 or p.getOrDefault(p.maxIter) < -1:
+        raise ValueError(f"maxIter must be -1 (no limit) or >= 1, got {p.getOrDefault(p.maxIter)}")
 
 
 def check_classes(label_counts: dict, labelCol: str) -> int:

@@ -1,9 +1,9 @@
 """Vectorised ``transform`` for the classifiers: one Arrow UDF per batch, no Python object per row.
 
-The features column (a Spark ``Vector``, dense or sparse, or ``array<double>``) arrives as an Arrow array and becomes one
-``(n, d)`` numpy matrix through :func:`sparkml_dist.data.blocks.arrow_to_block`; the model's numpy ``predict`` fills the
-output arrays; ``rawPrediction`` / ``probability`` leave the UDF as ``array<double>`` and become ``Vector`` columns with
-``array_to_vector`` on the JVM side (Arrow UDFs cannot return ``VectorUDT``).
+The features column (a Spark ``Vector``, dense or sparse, or ``array<double>``) arrives as an Arrow array and becomes
+one ``(n, d)`` numpy matrix through :func:`sparkml_dist.data.blocks.arrow_to_block`; the model's numpy ``predict`` fills
+the output arrays; ``rawPrediction`` / ``probability`` leave the UDF as ``array<double>`` and become ``Vector`` columns
+with ``array_to_vector`` on the JVM side (Arrow UDFs cannot return ``VectorUDT``).
 """
 
 from __future__ import annotations

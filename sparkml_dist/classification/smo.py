@@ -5,8 +5,9 @@ start -- the union of its children's solutions (Graf et al. 2004), and a feedbac
 solution exactly. Starting there, the solver only has to fix the few variables that change; from zero, it has to move
 every bounded support vector to ``C`` one SMO step at a time (on noisy data nearly all SVs are bounded: 19.6k of 20k
 at 100k rows of ``make_classification(class_sep=1)``). The cascade's merge nodes are small enough for their kernel
-matrix to fit in memory, so the solver works on a dense float32 ``K`` built with one GEMM (torch) and a fused
-elementwise pass, and every SMO step costs O(n) memory reads instead of kernel evaluations.
+matrix to fit in memory, so the solver works on a dense ``K`` (float32 for RBF from one fused pass, float64 for the
+other kernels from one GEMM: :func:`kernel_matrix`), and every SMO step costs O(n) memory reads instead of kernel
+evaluations.
 
 The algorithm is libsvm's ``Solver`` for C-SVC (Fan, Chen, Lin, JMLR 6, 2005): second-order working-set selection
 (WSS 3), the same two-variable update and clipping, the same stopping rule (``m(alpha) - M(alpha) < eps``, eps=1e-3),
@@ -60,7 +61,7 @@ def _smo(K, QD, y, C, alpha, G, eps, max_iter):  # pragma: no cover - compiled
                 gmax2 = max(gmax2, yg)
                 diff = gmax + yg
                 if diff > 0.0:
-                    quad = Kii + QD[t] - 2.0 * yi * y[t] * Ki[t]
+                    quad = Kii + QD[t] - 2.0 * Ki[t]  # libsvm: QD_i + QD_t -+ 2 y_i Q_it = K_ii + K_tt - 2 K_it
                     if quad <= 0.0:
                         quad = TAU
                     obj = -(diff * diff) / quad
@@ -134,7 +135,7 @@ def _smo(K, QD, y, C, alpha, G, eps, max_iter):  # pragma: no cover - compiled
 
 @njit(cache=True, parallel=True)
 def _gradient(K, y, alpha):  # pragma: no cover - compiled
-    """``G = Q alpha - 1`` (float64 accumulation over the float32 ``K``), skipping zero alphas."""
+    """``G = Q alpha - 1`` (float64 accumulation over ``K``), skipping zero alphas."""
     n = y.shape[0]
     nz = np.nonzero(alpha)[0]
     coef = alpha[nz] * y[nz]
@@ -180,7 +181,7 @@ def make_feasible(alpha: np.ndarray, y: np.ndarray, C: float) -> np.ndarray:
 
 def solve_binary(K: np.ndarray, y: np.ndarray, C: float, alpha0: np.ndarray | None = None, eps: float = 1e-3,
                  max_iter: int = -1) -> tuple[np.ndarray, float, float, int, np.ndarray]:
-    """The C-SVC dual on kernel matrix ``K`` (float32, C-contiguous) with labels ``y`` in {-1, +1}.
+    """The C-SVC dual on kernel matrix ``K`` (:func:`kernel_matrix`, C-contiguous) with labels ``y`` in {-1, +1}.
 
     Returns ``(alpha, rho, W, iterations, G)``: decision ``f(x) = sum_i alpha_i y_i k(x_i, x) - rho``, ``W`` the
     dual objective ``sum alpha - 1/2 alpha' Q alpha`` (positive, as :func:`kernel_svm.dual_objective`), ``G`` the
@@ -284,18 +285,31 @@ def _rbf_decision(X, ST, sqx, sqs, gamma, coefT):  # pragma: no cover - compiled
 
 
 def _rbf_operands(A: np.ndarray, B: np.ndarray | None):
-    a = np.ascontiguousarray(A, dtype=np.float32)
-    b = a if B is None else np.ascontiguousarray(B, dtype=np.float32)
+    """float32 operands for the fused RBF passes, both shifted by one common centre (the mean of ``B``, else of
+    ``A``) first, in float64: the RBF kernel does not change under a shift, and ``|x|^2 + |s|^2 - 2 x.s`` in float32
+    cancels catastrophically when the features sit far from the origin (features around 1000: kernel errors of 0.2)."""
+    centre = np.mean(A if B is None else B, axis=0) if len(A if B is None else B) else 0.0
+    a = np.ascontiguousarray(np.asarray(A, dtype=np.float64) - centre, dtype=np.float32)
+    b = a if B is None else np.ascontiguousarray(np.asarray(B, dtype=np.float64) - centre, dtype=np.float32)
     sq_a = np.einsum("ij,ij->i", a, a)
     sq_b = sq_a if B is None else np.einsum("ij,ij->i", b, b)
     return a, np.ascontiguousarray(b.T), sq_a, sq_b
 
 
-def kernel_matrix(A: np.ndarray, B: np.ndarray | None, kernel) -> np.ndarray:
-    """``K[i, j] = k(A[i], B[j])`` as float32 (``B=None``: ``A`` against itself).
+def kernel_itemsize(kernel) -> int:
+    """Bytes per entry of :func:`kernel_matrix`'s result for ``kernel``."""
+    return 4 if kernel.kernel == "rbf" else 8
 
-    RBF: one fused, vectorised pass per row (distance and exp never leave the cache; ~8x numpy); the other kernels:
-    a GEMM by torch and elementwise numpy."""
+
+def kernel_matrix(A: np.ndarray, B: np.ndarray | None, kernel) -> np.ndarray:
+    """``K[i, j] = k(A[i], B[j])`` (``B=None``: ``A`` against itself).
+
+    RBF: float32, one fused, vectorised pass per row on centred operands (distance and exp never leave the cache;
+    ~8x numpy): its values lie in (0, 1], so float32 keeps 7 digits of every entry and of ``K_ii + K_jj - 2 K_ij``.
+    The other kernels: float64, a GEMM by torch then elementwise numpy. They are not shift-invariant and their values
+    grow with the features' offset (linear ~ |x|^2, poly ~ |x|^(2 degree)), so in float32 the solver's curvature
+    ``K_ii + K_jj - 2 K_ij`` loses its digits to cancellation (features around 1000, poly: an objective half of
+    libsvm's)."""
     if kernel.kernel == "rbf":
         a, bT, sq_a, sq_b = _rbf_operands(A, B)
         out = np.empty((a.shape[0], bT.shape[1]), dtype=np.float32)
@@ -303,8 +317,8 @@ def kernel_matrix(A: np.ndarray, B: np.ndarray | None, kernel) -> np.ndarray:
         return out
     import torch
 
-    a = torch.from_numpy(np.ascontiguousarray(A, dtype=np.float32))
-    b = a if B is None else torch.from_numpy(np.ascontiguousarray(B, dtype=np.float32))
+    a = torch.from_numpy(np.ascontiguousarray(A, dtype=np.float64))
+    b = a if B is None else torch.from_numpy(np.ascontiguousarray(B, dtype=np.float64))
     D = (a @ b.T).numpy()
     if kernel.kernel == "linear":
         return D
@@ -316,9 +330,9 @@ def kernel_matrix(A: np.ndarray, B: np.ndarray | None, kernel) -> np.ndarray:
 
 
 def kernel_products(X: np.ndarray, S: np.ndarray, coefT: np.ndarray, kernel, chunk: int = 2048) -> np.ndarray:
-    """``out[i, p] = sum_j k(X[i], S[j]) coefT[p, j]`` (float64 result, float32 kernel arithmetic); RBF fused,
-    never materialising the kernel rows."""
-    coefT = np.ascontiguousarray(coefT, dtype=np.float32)
+    """``out[i, p] = sum_j k(X[i], S[j]) coefT[p, j]`` (float64 result; :func:`kernel_matrix`'s arithmetic); RBF
+    fused, never materialising the kernel rows."""
+    coefT = np.ascontiguousarray(coefT, dtype=np.float32 if kernel.kernel == "rbf" else np.float64)
     if len(S) == 0:
         return np.zeros((X.shape[0], coefT.shape[0]))
     if kernel.kernel == "rbf":

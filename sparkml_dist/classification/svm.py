@@ -97,8 +97,8 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
         grows super-linearly with rows, so many small leaves are cheaper than one big one); 0: one leaf per partition.
     kernelMemoryMB : float, default 4096
         Merges (and the top SVM's feedback re-solves) start from their children's alphas, solved by our SMO on the
-        in-memory float32 kernel matrix; a merge whose matrix (4 n^2 bytes) exceeds this runs libsvm from zero.
-        0: libsvm everywhere.
+        in-memory kernel matrix (RBF: float32, 4 n^2 bytes; linear/poly: float64, 8 n^2 bytes); a merge whose
+        matrix exceeds this holds its deep bounded SVs at C to fit, else runs libsvm from zero. 0: libsvm everywhere.
     engine : {"mapreduce", "bsp"}, default "mapreduce"
         ``cascade``/``mrsmo``: Spark jobs over resident blocks (every step a job; works on any cluster), or the whole
         cascade in one barrier stage (:mod:`~sparkml_dist.classification.cascade_bsp`; needs a free task slot per

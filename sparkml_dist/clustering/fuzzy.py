@@ -72,7 +72,8 @@ class FuzzyCMeansSummary:
         fit = result.chosen
         return cls(k=fit.k, numIter=fit.num_iter, objective=fit.objective, xieBeni=fit.xie_beni,
                    xieBeniCurve=result.xb_curve, costHistory=fit.cost_history, iterationTimes=result.iteration_seconds,
-                   initTime=result.init_seconds, loadTime=result.load_seconds, fitTime=fit_time, clusterSizes=fit.fuzzy_sizes,
+                   initTime=result.init_seconds, loadTime=result.load_seconds, fitTime=fit_time,
+                   clusterSizes=fit.fuzzy_sizes,
                    bytesCommunicated=result.bytes_communicated, engine=engine, converged=fit.converged,
                    passes=result.passes)
 

@@ -4,5 +4,5 @@ from sparkml_dist.data.blocks import Block, BlockSet, arrow_to_block, load_block
     validate_dataframe
 from sparkml_dist.data.validation import ColumnSpec, DataValidationError, check_columns
 
-__all__ = ["Block", "BlockSet", "ColumnSpec", "DataValidationError", "arrow_to_block", "check_columns", "load_block", "select_for_arrow",
-           "to_blocks", "validate_dataframe"]
+__all__ = ["Block", "BlockSet", "ColumnSpec", "DataValidationError", "arrow_to_block", "check_columns", "load_block",
+           "select_for_arrow", "to_blocks", "validate_dataframe"]

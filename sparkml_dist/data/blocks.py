@@ -135,6 +135,16 @@ class Block:
         np.save(tmp, array)
         os.replace(tmp, os.path.join(self.path, f"state_{name}.npy"))
 
+    def drop_state(self, name: str) -> None:
+        """Forget a state saved by :meth:`save_state` (nothing if there is none)."""
+        if not self.path:
+            self._state.pop(name, None)
+            return
+        try:
+            os.remove(os.path.join(self.path, f"state_{name}.npy"))
+        except FileNotFoundError:
+            pass
+
     def load_state(self, name: str, default: np.ndarray | None = None) -> np.ndarray | None:
         if not self.path:
             return self._state.get(name, default)
