@@ -201,3 +201,36 @@ def test_scores_keep_one_sign_when_two_class_and_three_class_nodes_merge():
     assert warm.objective == pytest.approx(dual_objective(warm, kernel), rel=1e-6)  # reported = real
     assert warm.objective == pytest.approx(ref.objective, rel=1e-5)
     assert (warm.predict_all(X, kernel, 3)[2] == ref.predict_all(X, kernel, 3)[2]).mean() >= 0.995
+
+
+def test_kernel_memory_is_a_hard_cap(monkeypatch):
+    """``kernel_memory`` bounds what is held at once: a 3-class merge builds one matrix for all pairs only when it and
+    the largest pair's copy fit together, else one matrix per pair; the shrunk solve never holds more rows than fit.
+    The results stay libsvm's."""
+    from sparkml_dist.classification import smo
+
+    built = []
+    original = smo.kernel_matrix
+
+    def recording(A, B, kernel):
+        K = original(A, B, kernel)
+        built.append(K.nbytes)
+        return K
+
+    monkeypatch.setattr(smo, "kernel_matrix", recording)
+    X, y = make_classification(n_samples=1200, n_features=8, n_informative=4, n_classes=3, n_clusters_per_class=1,
+                               class_sep=1.0, random_state=1)
+    rows = SVSet(np.arange(len(y)), X, y.astype(np.int64))
+    kernel = KernelSpec("rbf", 1.0 / (8 * X.var()))
+    _, ref = train_local(rows, kernel, 1.0, objective=True, n_classes=3)
+    n, pair = 1200, int(np.sort(np.bincount(y))[-2:].sum())  # 3 classes of ~400 rows
+    for cap, matrices in ((4 * (n ** 2 + pair ** 2), 1),  # the full matrix and one pair copy fit: one matrix
+                          (4 * n ** 2, 3),                # the full matrix alone would fit, not with a copy: per pair
+                          (4 * 700 ** 2, None)):          # not even a pair: shrunk (or None: libsvm's turn)
+        built.clear()
+        solved = train_warm(rows, kernel, 1.0, 3, kernel_memory=cap)
+        assert max(built, default=0) <= cap
+        if matrices is not None:
+            assert len(built) == matrices
+        if solved is not None:
+            assert solved[1].objective == pytest.approx(ref.objective, rel=1e-5)

@@ -236,7 +236,11 @@ def train_warm(rows: SVSet, kernel: KernelSpec, C: float, n_classes: int, max_it
     if len(rows) == 0 or len(classes) < 2:
         return SVSet(rows.ids, rows.X, rows.y), None
     max_rows = int(np.sqrt(kernel_memory / kernel_itemsize(kernel))) if np.isfinite(kernel_memory) else len(rows)
-    K = kernel_matrix(rows.X, None, kernel) if len(rows) <= max_rows and not shrink else None
+    # one matrix for all pairs when it and the largest pair's copy taken from it fit together (two classes: no copy)
+    counts = np.unique(rows.y, return_counts=True)[1]
+    largest_pair = 0 if len(classes) == 2 else int(np.sort(counts)[-2:].sum())
+    K = (kernel_matrix(rows.X, None, kernel)
+         if not shrink and kernel_itemsize(kernel) * (len(rows) ** 2 + largest_pair ** 2) <= kernel_memory else None)
     n_pairs_global = n_classes * (n_classes - 1) // 2
     warm = rows.alpha if rows.alpha is not None else np.zeros((len(rows), n_pairs_global))
     alpha = np.zeros((len(rows), n_pairs_global))

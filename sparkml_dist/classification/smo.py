@@ -427,7 +427,7 @@ def solve_binary_shrunk(X: np.ndarray, y: np.ndarray, C: float, alpha0: np.ndarr
         if not release.any():
             release = held & (up | low)
         held &= ~release
-        if (~held).sum() > max_rows * 1.25:
+        if (~held).sum() > max_rows:  # the released rows no longer fit: the caller falls back to libsvm
             return None
     return None
 
