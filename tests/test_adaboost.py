@@ -201,3 +201,63 @@ def test_empty_partitions_are_skipped(spark):
         model = AdaBoostClassifier(maxBins=0, maxIter=10, seed=0, algorithm=algorithm).fit(skewed)
         np.testing.assert_allclose(model.estimatorWeights, sk.estimator_weights_, atol=1e-9)
     assert AdaBoostClassifier(maxIter=5, algorithm="pl").fit(skewed).estimatorWeights.size > 0
+
+
+# --- found in review: each failed before its fix ----------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 2, 5])
+def test_a_perfect_stump_has_error_zero_and_weight_one(seed):
+    """Setosa vs the rest splits perfectly: sklearn stops after one stump of weight 1. The right-hand masses used to be
+    ``total - left`` summed over another feature's bins, leaving ~1e-16 of error: alpha 36.7 and more rounds."""
+    X, y = bundled_arrays("iris")
+    yb = (y == 0).astype(np.int64)
+    sk = SkAdaBoost(n_estimators=10, random_state=seed).fit(X, yb)
+    ours = boost_local(X.astype(np.float32), yb, np.ones(len(yb)), 2, 10, 0, 1.0, seed)
+    assert [(s.feature, a, e) for s, a, e in ours] == [(sk.estimators_[0].tree_.feature[0], 1.0, 0.0)]
+    assert list(sk.estimator_weights_[:len(sk.estimators_)]) == [1.0]
+
+
+def test_zero_weight_rows_move_no_threshold(spark):
+    """sklearn's splitter drops rows of weight 0: they must not shift the midpoint threshold (5.5, not 5.0)."""
+    X = np.array([[0.0], [1.0], [9.0], [10.0], [11.0]])
+    y, w = np.array([0, 0, 1, 1, 1.0]), np.array([1, 1, 0, 1, 1.0])
+    sk = SkAdaBoost(n_estimators=3, random_state=0).fit(X, y, sample_weight=w)
+    df = from_numpy(spark, X, y, num_partitions=1, extra={"w": w})
+    for engine in ("mapreduce", "bsp"):
+        model = AdaBoostClassifier(maxIter=3, maxBins=0, seed=0, weightCol="w", engine=engine).fit(df)
+        assert model.stumps[0]["threshold"] == sk.estimators_[0].tree_.threshold[0] == 5.5
+        assert model.predict_numpy(np.array([[5.2]]))[2][0] == sk.predict([[5.2]])[0] == 0
+    ours = boost_local(X.astype(np.float32), y.astype(np.int64), w, 2, 3, 0, 1.0, 0)
+    assert ours[0][0].threshold == 5.5
+
+
+def test_site_variants_with_a_zero_weight_site_or_nothing_to_boost(spark):
+    """pl with one partition of all-zero weights leaves that site out (was ZeroDivisionError); when no site's first
+    stump beats chance (XOR in every partition), lazarevic and pl say so instead of returning an empty model."""
+    X, y = bundled_arrays("breast_cancer")
+    w = np.ones(len(y))
+    w[len(y) // 2:] = 0.0
+    df = from_numpy(spark, X, y, num_partitions=2, extra={"w": w})
+    pl = AdaBoostClassifier(maxIter=10, algorithm="pl", weightCol="w").fit(df)
+    exact = AdaBoostClassifier(maxIter=10, algorithm="exact", weightCol="w").fit(df)
+    half = slice(0, len(y) // 2)
+    acc = lambda m: float((m.predict_numpy(X[half])[2] == y[half]).mean())  # noqa: E731
+    assert pl.estimatorWeights.size > 0 and acc(pl) >= acc(exact) - 0.05
+    xor = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]] * 8)
+    labels = np.array([0, 1, 1, 0.0] * 8)
+    df = from_numpy(spark, xor, labels, num_partitions=2)
+    for algorithm in ("lazarevic", "pl"):
+        with pytest.raises(ValueError, match=f"{algorithm}: no site's first .*stump beats chance"):
+            AdaBoostClassifier(maxIter=5, algorithm=algorithm).fit(df)
+
+
+def test_default_seed_is_the_same_in_every_process():
+    """pyspark's HasSeed default is hash(class name), which changes with PYTHONHASHSEED; ties (iris) then pick
+    different stumps in different driver processes."""
+    import subprocess
+    import sys
+
+    code = ("from sparkml_dist.classification import AdaBoostClassifier, CascadeSVC; "
+            "print(AdaBoostClassifier().getSeed(), CascadeSVC().getSeed())")
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**__import__("os").environ, "PYTHONHASHSEED": str(h)}).stdout for h in (1, 2)}
+    assert len(seen) == 1

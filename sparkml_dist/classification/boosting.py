@@ -206,10 +206,17 @@ def _reweight(w: np.ndarray, alpha: float, miss: np.ndarray) -> np.ndarray:
         return np.exp(np.log(w) + alpha * miss * (w > 0))
 
 
-def _weights(block, key: str) -> np.ndarray:
-    """This partition's current sample weights, read from the file beside the block (``Block.load_state`` of a
-    resident block always reads the file: another Python worker may have updated the partition since)."""
-    return block.load_state(f"{key}_w")
+def _weights(block, key: str, t: int) -> np.ndarray:
+    """This partition's sample weights of round ``t``, read from the file beside the block (``Block.load_state`` of
+    a resident block always reads the file: another Python worker may have updated the partition since)."""
+    return block.load_state(f"{key}_w{t}")
+
+
+def _save_weights(block, key: str, t: int, w: np.ndarray) -> None:
+    """Round ``t``'s weights, as a new file: a retried or speculative task of round ``t`` still finds round
+    ``t - 1``'s and recomputes the same update instead of applying it twice. Older rounds are dropped."""
+    block.save_state(f"{key}_w{t}", w)
+    block.drop_state(f"{key}_w{t - 2}")
 
 
 def _zero_mask(block) -> np.ndarray | None:
@@ -219,17 +226,17 @@ def _zero_mask(block) -> np.ndarray | None:
 # ---------------------------------------------------------------------------------------------------------------
 # Local SAMME on one block (AdaBoost.PL's site learner, and the numpy reference)
 # ---------------------------------------------------------------------------------------------------------------
-def local_binning(X32: np.ndarray, max_bins: int) -> tuple[Binning, np.ndarray]:
+def local_binning(X32: np.ndarray, max_bins: int, w: np.ndarray | None = None) -> tuple[Binning, np.ndarray]:
     binning = merge_summaries([[summarize_column(X32[:, f], max_bins) for f in range(X32.shape[1])]], max_bins)
     bins = binning.bin_block(X32)
-    binning.finish(*binning.bin_ranges(X32, bins))
+    binning.finish(*binning.bin_ranges(X32, bins, w))
     return binning, bins
 
 
 def boost_local(X32: np.ndarray, y: np.ndarray, w: np.ndarray, n_classes: int, rounds: int, max_bins: int,
                 learning_rate: float, seed: int | None) -> list[tuple[Stump, float, float]]:
     """SAMME with histogram stumps on one in-memory block: ``[(stump, alpha, error), ...]`` (sklearn's stopping)."""
-    binning, bins = local_binning(X32, max_bins)
+    binning, bins = local_binning(X32, max_bins, w)
     constant = binning.constant_features()
     seeds = tree_seeds(seed, rounds)
     y = np.asarray(y, dtype=np.int64)
@@ -268,8 +275,8 @@ def _setup(block, key: str, cuts: list[np.ndarray], n_classes: int, weight_scale
     bins = binning.bin_block(X32)
     w = np.asarray(block.weights, dtype=np.float64) * weight_scale
     block.save_state(f"{key}_bins", bins)
-    block.save_state(f"{key}_w", w)
-    ranges = binning.bin_ranges(X32, bins)
+    _save_weights(block, key, 0, w)
+    ranges = binning.bin_ranges(X32, bins, w)
     hist = class_histogram(bins, np.asarray(block.y), _clip(w, _zero_mask(block)), n_bins, n_classes)
     return ranges, hist
 
@@ -278,18 +285,17 @@ def _combine_setup(a, b):
     return combine_ranges(a[0], b[0]), a[1] + b[1]
 
 
-def _exact_round(block, key: str, n_bins: np.ndarray, n_classes: int, update: tuple | None):
-    """Apply the previous stump to this partition's weights, then return its class histogram."""
+def _exact_round(block, key: str, n_bins: np.ndarray, n_classes: int, update: tuple, t: int):
+    """Apply round ``t - 1``'s stump to this partition's weights, then return its class histogram for round ``t``."""
     if block.n_rows == 0:
         return np.zeros((int(n_bins.sum()), n_classes))
     bins = block.load_state(f"{key}_bins")
-    w = _weights(block, key)
+    w = _weights(block, key, t - 1)
     y = np.asarray(block.y)
     zero = _zero_mask(block)
-    if update is not None:
-        stump, alpha, norm = update
-        w = _reweight(_clip(w, zero), alpha, stump.predict_bins(bins) != y) / norm
-        block.save_state(f"{key}_w", w)
+    stump, alpha, norm = update
+    w = _reweight(_clip(w, zero), alpha, stump.predict_bins(bins) != y) / norm
+    _save_weights(block, key, t, w)
     return class_histogram(bins, y, _clip(w, zero), n_bins, n_classes)
 
 
@@ -310,7 +316,7 @@ def fit_exact(blocks, n_classes: int, rounds: int, learning_rate: float, max_bin
     update = None  # the previous round's stump and alpha, applied inside the next round's pass
     for t in range(rounds):
         if t > 0:
-            hist = blocks.aggregate(_exact_round, key, n_bins, n_classes, update)
+            hist = blocks.aggregate(_exact_round, key, n_bins, n_classes, update, t)
         stump = best_stump(hist, binning, sklearn_feature_order(constant, seeds[t]))
         update = samme_step(stump, n_classes, learning_rate, hypotheses, progress)
         if update is None:
@@ -322,16 +328,19 @@ def fit_exact(blocks, n_classes: int, rounds: int, learning_rate: float, max_bin
 # lazarevic: local stumps, global ensemble weights (scalars only)
 # ---------------------------------------------------------------------------------------------------------------
 def _usable(block, n_classes: int) -> bool:
-    return block.n_rows > 0 and len(np.unique(np.asarray(block.y))) >= 2
+    """A site can boost when its rows of nonzero weight hold at least two classes."""
+    if block.n_rows == 0:
+        return False
+    return len(np.unique(np.asarray(block.y)[np.asarray(block.weights) > 0])) >= 2
 
 
 def _laz_setup(block, key: str, max_bins: int, weight_scale: float, n_classes: int):
     if not _usable(block, n_classes):
         return None
     X32 = np.asarray(block.X, dtype=np.float32)
-    binning, bins = local_binning(X32, max_bins)
+    binning, bins = local_binning(X32, max_bins, np.asarray(block.weights))
     block.save_state(f"{key}_bins", bins)
-    block.save_state(f"{key}_w", np.asarray(block.weights, dtype=np.float64) * weight_scale)
+    _save_weights(block, key, 0, np.asarray(block.weights, dtype=np.float64) * weight_scale)
     block._state[f"{key}_binning"] = binning  # per-worker cache; rebuilt if this worker did not run setup
     return block.partition
 
@@ -339,23 +348,24 @@ def _laz_setup(block, key: str, max_bins: int, weight_scale: float, n_classes: i
 def _laz_binning(block, key: str, max_bins: int) -> Binning:
     binning = block._state.get(f"{key}_binning")
     if binning is None:
-        binning, _ = local_binning(np.asarray(block.X, dtype=np.float32), max_bins)
+        binning, _ = local_binning(np.asarray(block.X, dtype=np.float32), max_bins, np.asarray(block.weights))
         block._state[f"{key}_binning"] = binning
     return binning
 
 
-def _laz_local_stump(block, key: str, sites: list[int], max_bins: int, n_classes: int, update, seed: int):
-    """Site step: apply the previous ensemble's update to the local weights, fit the local stump."""
+def _laz_local_stump(block, key: str, sites: list[int], max_bins: int, n_classes: int, update, seed: int, t: int):
+    """Site step of round ``t``: apply the previous ensemble's update to the local weights, fit the local stump."""
     if block.partition not in sites:
         return None
     y = np.asarray(block.y, dtype=np.int64)
-    w = _weights(block, key)
     zero = _zero_mask(block)
-    if update is not None:
+    if update is None:
+        w = _weights(block, key, 0)
+    else:
         ensemble, alpha, norm = update
         miss = ensemble.hypothesis_predictions(np.asarray(block.X, dtype=np.float32))[:, -1] != y
-        w = _reweight(_clip(w, zero), alpha, miss) / norm
-        block.save_state(f"{key}_w", w)
+        w = _reweight(_clip(_weights(block, key, t - 1), zero), alpha, miss) / norm
+        _save_weights(block, key, t, w)
     w = _clip(w, zero)
     binning = _laz_binning(block, key, max_bins)
     hist = class_histogram(block.load_state(f"{key}_bins"), y, w, binning.n_bins, n_classes)
@@ -364,10 +374,10 @@ def _laz_local_stump(block, key: str, sites: list[int], max_bins: int, n_classes
     return block.partition, stump
 
 
-def _laz_error(block, key: str, sites: list[int], ensemble: StumpEnsemble):
+def _laz_error(block, key: str, sites: list[int], ensemble: StumpEnsemble, t: int):
     if block.partition not in sites:
         return np.zeros(2)
-    w = _clip(_weights(block, key), _zero_mask(block))
+    w = _clip(_weights(block, key, t), _zero_mask(block))
     miss = ensemble.hypothesis_predictions(np.asarray(block.X, dtype=np.float32))[:, -1] != np.asarray(block.y)
     return np.array([float(w[miss].sum()), float(w.sum())])
 
@@ -382,7 +392,7 @@ def fit_lazarevic(blocks, n_classes: int, rounds: int, learning_rate: float, max
     hypotheses: list[tuple[list[Stump], list[float], float, float]] = []
     update = None
     for t in range(rounds):
-        local = dict(r for r in blocks.map(_laz_local_stump, key, sites, max_bins, n_classes, update, seeds[t])
+        local = dict(r for r in blocks.map(_laz_local_stump, key, sites, max_bins, n_classes, update, seeds[t], t)
                      if r is not None)
         stumps = [local[p] for p in sites]
         # a site's vote is its stump's SAMME weight on its own data (zero if no better than chance there)
@@ -391,10 +401,13 @@ def fit_lazarevic(blocks, n_classes: int, rounds: int, learning_rate: float, max
             e = s.miss_weight / s.total_weight if s.total_weight > 0 else 1.0
             votes.append(samme_weight(max(e, 1e-10), n_classes, 1.0) if e < 1.0 - 1.0 / n_classes else 0.0)
         if not any(v > 0 for v in votes):
+            if not hypotheses:
+                raise ValueError("lazarevic: no site's first stump beats chance on its own data; nothing to boost "
+                                 "(try algorithm='exact', which pools the partitions' histograms)")
             logger.info("lazarevic: stop at round %d, no site's stump beats chance locally", t + 1)
             break
         candidate = StumpEnsemble.build(n_classes, blocks.n_features, [(stumps, votes, 1.0, 0.0)])
-        miss, total = blocks.aggregate(_laz_error, key, sites, candidate)
+        miss, total = blocks.aggregate(_laz_error, key, sites, candidate, t)
         err = miss / total
         if err <= 0:
             hypotheses.append((stumps, votes, 1.0, 0.0))
@@ -424,16 +437,23 @@ def _pl_site(block, n_classes: int, rounds: int, max_bins: int, learning_rate: f
         return block.partition, boost_local(X32, np.asarray(block.y), w, n_classes, rounds, max_bins,
                                             learning_rate, seed)
     except ValueError:  # not even the first local stump beats chance here: this site has nothing to add
-        return None
+        return block.partition, None
 
 
 def fit_pl(blocks, n_classes: int, rounds: int, learning_rate: float, max_bins: int, seed: int | None,
            weight_sum: float) -> StumpEnsemble:
     progress = ProgressReporter("adaboost-pl", total=1, rows=blocks.num_rows, logger=logger)
-    results = dict(r for r in blocks.map(_pl_site, n_classes, rounds, max_bins, learning_rate, seed,
-                                         1.0 / weight_sum) if r is not None)
+    usable = dict(r for r in blocks.map(_pl_site, n_classes, rounds, max_bins, learning_rate, seed,
+                                        1.0 / weight_sum) if r is not None)
+    _warn_skipped(blocks, sorted(usable))
+    results = {p: h for p, h in usable.items() if h}
+    if not results:
+        raise ValueError("pl: no site's first local stump beats chance on its own data; nothing to merge (try "
+                         "algorithm='exact', which pools the partitions' histograms)")
+    if len(results) < len(usable):
+        logger.warning("adaboost-pl: %d site(s) could not beat chance locally and are left out",
+                       len(usable) - len(results))
     sites = sorted(results)
-    _warn_skipped(blocks, sites)
     # each site's hypotheses sorted by weight, strongest first; merge the t-th of every site
     ordered = [sorted(results[p], key=lambda h: -h[1]) for p in sites]
     depth = min(len(h) for h in ordered)

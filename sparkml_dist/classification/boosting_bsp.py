@@ -42,8 +42,8 @@ def _rank_main(ctx, spec: ColumnSpec, rounds: int, learning_rate: float, max_bin
     if block.n_rows:
         X32 = np.asarray(block.X, dtype=np.float32)
         bins = binning.bin_block(X32)
-        lo, hi = binning.bin_ranges(X32, bins)
         w = np.asarray(block.weights, dtype=np.float64) / weight_sum
+        lo, hi = binning.bin_ranges(X32, bins, w)
         zero = (np.asarray(block.w) == 0) if block.w is not None else None
     else:  # an empty partition still takes part in every collective
         bins = np.zeros((len(n_bins), 0), dtype=np.int32)

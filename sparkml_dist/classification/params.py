@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from sparkml_dist.data.validation import DataValidationError
+from sparkml_dist.ml.params import stable_seed
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import (HasFeaturesCol, HasLabelCol, HasMaxIter, HasPredictionCol, HasProbabilityCol,
                                      HasRawPredictionCol, HasSeed, HasTol, HasWeightCol)
@@ -51,7 +52,8 @@ class AdaBoostParams(_ClassifierParams, HasWeightCol, HasProbabilityCol, HasMaxI
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self._setDefault(maxIter=50, learningRate=1.0, maxBins=256, algorithm="exact", engine="mapreduce",
-                         numPartitions=0, rawPredictionCol="rawPrediction", probabilityCol="probability")
+                         numPartitions=0, rawPredictionCol="rawPrediction", probabilityCol="probability",
+                         seed=stable_seed("AdaBoostClassifier"))
 
     def getLearningRate(self) -> float:
         return self.getOrDefault(self.learningRate)
@@ -103,7 +105,7 @@ class SVCParams(_ClassifierParams, HasMaxIter, HasTol):
         self._setDefault(C=1.0, kernel="rbf", gamma="scale", degree=3, coef0=0.0, mode="cascade", maxPasses=5,
                          tol=1e-3, topology="ring", cacheSize=500.0, numPartitions=0, maxIter=-1,
                          leafSize=5000, kernelMemoryMB=4096.0, engine="mapreduce",
-                         rawPredictionCol="rawPrediction")
+                         rawPredictionCol="rawPrediction", seed=stable_seed("CascadeSVC"))
 
     def getC(self) -> float:
         return self.getOrDefault(self.C)

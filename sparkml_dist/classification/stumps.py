@@ -124,8 +124,15 @@ class Binning:
             out[f] = np.searchsorted(cuts, X32[:, f], side="left")
         return out
 
-    def bin_ranges(self, X32: np.ndarray, bins: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per-bin min and max of a block (+inf / -inf for empty bins), combined with :func:`combine_ranges`."""
+    def bin_ranges(self, X32: np.ndarray, bins: np.ndarray, w: np.ndarray | None = None
+                   ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per-bin min and max of a block (+inf / -inf for empty bins), combined with :func:`combine_ranges`.
+
+        Rows of zero weight ``w`` are left out, as sklearn's splitter drops them: they move neither thresholds nor
+        the constant-feature test (their weight stays zero in every round, so this holds for the whole fit)."""
+        if w is not None and (w == 0).any():
+            keep = w != 0
+            X32, bins = X32[keep], bins[:, keep]
         lo, hi = [], []
         for f, nb in enumerate(self.n_bins):
             mn = np.full(nb, np.inf, dtype=np.float32)
@@ -278,13 +285,13 @@ def best_stump(hist: np.ndarray, binning: Binning, order: list[int] | None = Non
         score = np.where(ok, score, -np.inf)
         if not np.isfinite(score).any():
             continue
-        candidates.append((f, score, nonempty, a, b, left))
+        candidates.append((f, score, nonempty, a, b, left, h))
         best_score = max(best_score, float(score.max()))
     if not candidates:
         return Stump(-1, -2.0, majority, majority, improvement=0.0, miss_weight=float(W - total[majority]),
                      total_weight=float(W))
     tol = TIE_RTOL * abs(best_score)
-    for f, score, nonempty, a, b, left in candidates:  # in visiting order: the first (near-)best wins
+    for f, score, nonempty, a, b, left, h in candidates:  # in visiting order: the first (near-)best wins
         hits = np.flatnonzero(score >= best_score - tol)
         if len(hits):
             i = int(hits[0])
@@ -293,7 +300,9 @@ def best_stump(hist: np.ndarray, binning: Binning, order: list[int] | None = Non
     thr = float(np.float64(a[i]) / 2.0 + np.float64(b[i]) / 2.0)
     if thr == float(b[i]) or not np.isfinite(thr):
         thr = float(a[i])
-    lmass, rmass = left[i], total - left[i]
+    # the chosen split's masses from this feature's own bins (``total - left`` would leave ~1e-17 of a class that
+    # lies wholly on the left: a perfect stump would then get a nonzero error and an alpha of ~37 instead of 1)
+    lmass, rmass = left[i], h[nonempty[i] + 1:].sum(axis=0)
     wl, wr = float(lmass.sum()), float(rmass.sum())
     lcls, rcls = argmax_ties(lmass), argmax_ties(rmass)
     improvement = root_gini - wl / W * float(_gini(lmass, wl)) - wr / W * float(_gini(rmass, wr))

@@ -11,20 +11,14 @@ errors that name the parameter.
 
 from __future__ import annotations
 
-import zlib
-
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasFeaturesCol, HasMaxIter, HasPredictionCol, HasSeed, HasTol, HasWeightCol
 
 from sparkml_dist.clustering.engines import ENGINES
 from sparkml_dist.clustering.initialization import INIT_MODES
+from sparkml_dist.ml.params import stable_seed
 
 DISTANCE_MEASURES = ("euclidean", "cosine")
-
-
-def stable_seed(name: str) -> int:
-    """A fixed default seed for class ``name`` (crc32, so the same in every process)."""
-    return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
 class _ClusteringParams(HasFeaturesCol, HasPredictionCol, HasWeightCol, HasMaxIter, HasTol, HasSeed):
