@@ -101,3 +101,7 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(FileExistsError, match="exists"):
         with atomic_path(str(tmp_path / "m.json"), overwrite=False):
             pass
+    with pytest.raises(FileNotFoundError):  # the body wrote nothing: the old output is put back, not lost
+        with atomic_path(str(tmp_path / "m.json")):
+            pass
+    assert sorted(os.listdir(tmp_path)) == ["m.json"] and '"a": 2' in open(tmp_path / "m.json").read()

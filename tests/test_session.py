@@ -2,7 +2,7 @@
 
 import pytest
 
-from sparkml_dist.runtime.session import DEFAULTS, load_profile, parse_conf_pairs, resolve_settings
+from sparkml_dist.runtime.session import DEFAULTS, get_spark, load_profile, parse_conf_pairs, resolve_settings
 
 
 def test_profiles_exist_for_every_runtime():
@@ -54,6 +54,10 @@ def test_session_fixture_has_the_profile_settings(spark):
     assert conf.get("spark.sql.execution.arrow.pyspark.enabled") == "true"
     assert conf.get("spark.driver.host") == "127.0.0.1"
     assert spark.sparkContext.master == "local[2]"
+    # the fixture's own settings arrive too (conf={...} used to become one ignored setting named "conf")
+    assert conf.get("spark.sql.shuffle.partitions") == "4" and conf.get("spark.driver.memory") == "4g"
+    with pytest.raises(ValueError, match=r"get_spark: \['shuffle_partitions'\] are not Spark settings"):
+        get_spark("local", shuffle_partitions=4)
 
 
 def test_databricks_profile_reuses_the_active_session(spark):

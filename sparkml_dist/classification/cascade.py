@@ -249,7 +249,7 @@ def _violators(block, offsets: dict[int, int], sol: SVCSolution, kernel: KernelS
     stored = block.load_state(f"svm_scan_{scan - 1}")
     out, n_violators, computed, stored = scan_rows(rows, sol, kernel, buffer, working, stored, delta, n_classes)
     block.save_state(f"svm_scan_{scan}", stored)
-    block.drop_state(f"svm_scan_{scan - 1}")
+    block.drop_state(f"svm_scan_{scan - 2}")  # scan - 1 stays for a retried task of this scan
     return out, n_violators, computed, time.perf_counter() - start
 
 

@@ -228,7 +228,12 @@ def _write_block(block: Block, set_id: str) -> str:
         arr = getattr(block, name)
         if arr is not None:
             np.save(os.path.join(tmp, f"{name}.npy"), arr)
-    if os.path.exists(final):  # a retried task replaces its earlier attempt
+    if os.path.exists(final):
+        # a retried task, or the token RDD recomputed after its cache was lost: same rows, so the per-partition state
+        # saved beside the block (boosting weights, scan values, ...) carries over instead of vanishing
+        for name in os.listdir(final):
+            if name.startswith("state_"):
+                os.replace(os.path.join(final, name), os.path.join(tmp, name))
         shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return final
@@ -393,7 +398,7 @@ def to_blocks(df, featuresCol: str = "features", labelCol: str | None = None, we
     out = selected.mapInArrow(materialise, "partition int, host string, path string, rows long, nbytes long, "
                                             "stats binary")
     # one token per partition, persisted where it was computed: the executor that holds the files
-    rdd = out.rdd.map(tuple).persist(StorageLevel.MEMORY_ONLY)
+    rdd = out.rdd.map(tuple).persist(StorageLevel.MEMORY_AND_DISK)
     tokens = sorted(rdd.collect())
     stats = ScanStats()
     for tok in tokens:

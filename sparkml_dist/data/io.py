@@ -68,7 +68,11 @@ def atomic_path(path: str, spark=None, overwrite: bool = True) -> Iterator[str]:
         if os.path.exists(path):
             old = f"{path}._old-{uuid.uuid4().hex[:10]}"
             os.replace(path, old)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)  # the body wrote nothing (or the rename failed): the old output stays
+                raise
             remove_path(old)
         else:
             os.replace(tmp, path)

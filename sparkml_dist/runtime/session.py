@@ -122,15 +122,20 @@ def resolve_settings(profile: str | None = None, master: str | None = None, app_
 
 
 def get_spark(profile: str | None = None, *, master: str | None = None, app_name: str | None = None,
-              log_level: str = "WARN", **conf: Any):
+              log_level: str = "WARN", conf: dict[str, Any] | None = None, **extra: Any):
     """Return a SparkSession configured from ``profile`` (see the module docstring for precedence).
 
-    Extra keyword arguments are Spark conf entries; dots may be written as underscores
-    (``get_spark("local", spark_sql_shuffle_partitions=4)``).
+    Spark conf entries come as ``conf={"spark.sql.shuffle.partitions": 4}`` and/or as extra keyword arguments, where
+    dots may be written as underscores (``get_spark("local", spark_sql_shuffle_partitions=4)``). A key that does not
+    start with ``spark.`` is an error (Spark itself would only warn and ignore it).
     """
     from pyspark.sql import SparkSession
 
-    conf = {k.replace("_", ".") if k.startswith("spark_") else k: v for k, v in conf.items()}
+    conf = {**(conf or {}), **{k.replace("_", ".") if k.startswith("spark_") else k: v for k, v in extra.items()}}
+    unknown = sorted(k for k in conf if not str(k).startswith("spark."))
+    if unknown:
+        raise ValueError(f"get_spark: {unknown} are not Spark settings (keys start with 'spark.'; pass them as "
+                         "conf={...} or spark_xxx_yyy=...)")
     settings = resolve_settings(profile, master, app_name, conf)
     if settings.get("reuse_active"):
         spark = SparkSession.getActiveSession()
