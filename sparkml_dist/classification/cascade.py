@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sparkml_dist.classification.kernel_svm import (KernelSpec, SVCSolution, SVSet, pair_index, train_local,
-                                                    train_warm)
+from sparkml_dist.classification.kernel_svm import (KernelSpec, SVCSolution, SVSet, libsvm_sign, pair_index,
+                                                    train_local, train_warm)
 from sparkml_dist.runtime.logs import ProgressReporter
 
 logger = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ def scan_rows(rows: SVSet, sol: SVCSolution, kernel: KernelSpec, buffer: float, 
     # their decision values (bias aside) in the global pair layout and libsvm's sign (SVSet.score): the re-solve's
     # gradient for free
     out.score = np.full((len(near), n_classes * (n_classes - 1) // 2), np.nan)
-    flip = -1.0 if len(sol.classes) == 2 else 1.0  # scikit-learn's two-class sign -> libsvm's
+    flip = libsvm_sign(len(sol.classes))
     for k, (i, j, _, _, _) in enumerate(sol.pair_coefficients()):
         out.score[:, pair_index(int(sol.classes[i]), int(sol.classes[j]), n_classes)] = flip * raw[near, k]
     return out, n_violators, int(todo.sum()), stored

@@ -88,6 +88,13 @@ class SVSet:
                      np.concatenate([s.y for s in sets])[first], stacked("alpha", 0.0), score)
 
 
+def libsvm_sign(n_seen: int) -> float:
+    """Factor from the decision sign of a solution over ``n_seen`` classes, in scikit-learn's layout, to libsvm's
+    one-vs-one sign (positive: the pair's lower class) that :attr:`SVSet.score` uses: scikit-learn flips two-class
+    solutions."""
+    return -1.0 if n_seen == 2 else 1.0
+
+
 def pair_index(i: int, j: int, n_classes: int) -> int:
     """Position of class pair ``(i, j)``, ``i < j``, in libsvm's one-vs-one order over ``n_classes`` classes."""
     return i * n_classes - i * (i + 1) // 2 + (j - i - 1)
@@ -232,12 +239,12 @@ def train_warm(rows: SVSet, kernel: KernelSpec, C: float, n_classes: int, max_it
     """
     from sparkml_dist.classification.smo import kernel_itemsize, kernel_matrix, solve_binary, solve_binary_shrunk
 
-    classes = np.unique(rows.y).astype(np.int64)
+    classes, counts = np.unique(rows.y, return_counts=True)
+    classes = classes.astype(np.int64)
     if len(rows) == 0 or len(classes) < 2:
         return SVSet(rows.ids, rows.X, rows.y), None
     max_rows = int(np.sqrt(kernel_memory / kernel_itemsize(kernel))) if np.isfinite(kernel_memory) else len(rows)
     # one matrix for all pairs when it and the largest pair's copy taken from it fit together (two classes: no copy)
-    counts = np.unique(rows.y, return_counts=True)[1]
     largest_pair = 0 if len(classes) == 2 else int(np.sort(counts)[-2:].sum())
     K = (kernel_matrix(rows.X, None, kernel)
          if not shrink and kernel_itemsize(kernel) * (len(rows) ** 2 + largest_pair ** 2) <= kernel_memory else None)
@@ -248,6 +255,7 @@ def train_warm(rows: SVSet, kernel: KernelSpec, C: float, n_classes: int, max_it
     known = rows.score if rows.score is not None else score  # libsvm's pair sign: see SVSet
     margin = np.full(len(rows), np.inf)
     m = len(classes)
+    flip = libsvm_sign(m)  # this node's solves' sign -> the stored scores'
     results = []
     for i in range(m):
         for j in range(i + 1, m):
@@ -255,7 +263,6 @@ def train_warm(rows: SVSet, kernel: KernelSpec, C: float, n_classes: int, max_it
             sel = np.flatnonzero((rows.y == classes[i]) | (rows.y == classes[j]))
             positive = classes[j] if m == 2 else classes[i]  # libsvm's sign, flipped by scikit-learn for 2 classes
             y = np.where(rows.y[sel] == positive, 1.0, -1.0)
-            flip = -1.0 if m == 2 else 1.0  # this solve's sign -> the stored scores' (positive: classes[i])
             if K is not None:
                 Kp = K if len(sel) == len(rows) else np.ascontiguousarray(K[np.ix_(sel, sel)])
                 solved = solve_binary(Kp, y, C, warm[sel, g], eps=eps, max_iter=max_iter)

@@ -288,7 +288,8 @@ def _rbf_operands(A: np.ndarray, B: np.ndarray | None):
     """float32 operands for the fused RBF passes, both shifted by one common centre (the mean of ``B``, else of
     ``A``) first, in float64: the RBF kernel does not change under a shift, and ``|x|^2 + |s|^2 - 2 x.s`` in float32
     cancels catastrophically when the features sit far from the origin (features around 1000: kernel errors of 0.2)."""
-    centre = np.mean(A if B is None else B, axis=0) if len(A if B is None else B) else 0.0
+    ref = A if B is None else B
+    centre = np.mean(ref, axis=0) if len(ref) else 0.0
     a = np.ascontiguousarray(np.asarray(A, dtype=np.float64) - centre, dtype=np.float32)
     b = a if B is None else np.ascontiguousarray(np.asarray(B, dtype=np.float64) - centre, dtype=np.float32)
     sq_a = np.einsum("ij,ij->i", a, a)

@@ -17,11 +17,11 @@ With exact binning (every distinct value its own bin, ``maxBins=0``) this is sci
 a split between bins still gets sklearn's midpoint threshold, because the bins' actual minima and maxima are recorded.
 
 Tie-breaking. sklearn visits features in a random order (a Fisher-Yates shuffle driven by its own ``rand_r`` generator,
-seeded from ``random_state``) and keeps the first of exactly equal scores. Ties are real: on iris, ``petal length <=
-2.45`` and ``petal width <= 0.8`` split the data identically. :func:`sklearn_feature_order` reproduces that visiting
-order from the same integer seed, so with the same ``random_state`` even the chosen *feature* of tied stumps matches;
-scores within ``TIE_RTOL`` of each other count as ties, since partial sums here are added in a different order than
-sklearn's.
+seeded from ``random_state``) and keeps the first of exactly equal scores. Ties are real: on iris,
+``petal length <= 2.45`` and ``petal width <= 0.8`` split the data identically. :func:`sklearn_feature_order`
+reproduces that visiting order from the same integer seed, so with the same ``random_state`` even the chosen *feature*
+of tied stumps matches; scores within ``TIE_RTOL`` of each other count as ties, since partial sums here are added in a
+different order than sklearn's.
 """
 
 from __future__ import annotations

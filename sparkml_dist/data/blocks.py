@@ -186,7 +186,6 @@ def arrow_to_block(batches: Iterable, spec: ColumnSpec, dtype=np.float64, sparse
 # ---------------------------------------------------------------------------------------------------------------
 # Resident blocks on the executors
 # ---------------------------------------------------------------------------------------------------------------
-
 def rank_block(ctx, spec: ColumnSpec, dtype=np.float64) -> tuple[Block, ScanStats]:
     """A barrier rank's partition (``ctx.batches()``) as a :class:`Block`, with :func:`to_blocks`' input checks run
     on the scan statistics of all ranks (allgathered): every rank raises the same :class:`DataValidationError`, so
@@ -197,6 +196,7 @@ def rank_block(ctx, spec: ColumnSpec, dtype=np.float64) -> tuple[Block, ScanStat
         merged = merged.merge(s)
     raise_for_stats(merged, spec)
     return block, merged
+
 
 def _block_root() -> str:
     root = os.environ.get(_DIR_ENV)

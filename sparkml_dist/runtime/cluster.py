@@ -48,10 +48,6 @@ def _port_free(port: int) -> bool:
             return False
 
 
-def _free_port() -> int:
-    return _free_ports(1)[0]
-
-
 def _free_ports(n: int) -> list[int]:
     """``n`` distinct free ports (all sockets held open together, so the kernel cannot hand one out twice)."""
     socks = []
