@@ -14,8 +14,9 @@ from __future__ import annotations
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasFeaturesCol, HasMaxIter, HasPredictionCol, HasSeed, HasTol, HasWeightCol
 
-from sparkml_dist.clustering.engines import ENGINES
 from sparkml_dist.clustering.initialization import INIT_MODES
+from sparkml_dist.data.validation import DataValidationError, ScanStats
+from sparkml_dist.engine import ENGINES
 from sparkml_dist.ml.params import stable_seed
 
 DISTANCE_MEASURES = ("euclidean", "cosine")
@@ -210,3 +211,17 @@ class _ConsensusParams(_FuzzyParams):
     def _check_params(self) -> None:
         super()._check_params()
         _check_k_range("localKRange", self.getLocalKRange())
+
+
+def data_check(k: int, featuresCol: str, initial_width: int | None = None):
+    """A check on the validated data's statistics, run before any training pass on either engine."""
+
+    def check(stats: ScanStats) -> None:
+        if k > stats.rows:
+            raise DataValidationError(f"k={k} is larger than the number of rows ({stats.rows}) in featuresCol="
+                                      f"{featuresCol!r}")
+        if initial_width is not None and initial_width != stats.n_features:
+            raise DataValidationError(f"initialCenters have {initial_width} columns but featuresCol={featuresCol!r} "
+                                      f"has {stats.n_features} features")
+
+    return check
