@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 INIT_MODES = ("k-means||", "k-means++", "random")
 #: local Lloyd iterations on the weighted k-means|| candidates (MLlib's LocalKMeans uses 30)
 LOCAL_ITERATIONS = 30
+#: restarts of the local reclustering of the k-means|| candidates (the best weighted cost is kept)
+LOCAL_RESTARTS = 10
 
 
 # --- per-partition functions (module level so cloudpickle ships them by reference) ---------------------------------
@@ -172,18 +174,32 @@ def parallel_candidates(data, k: int, steps: int, seed: int, cosine: bool) -> tu
     return cands, weights
 
 
-def centers_from_candidates(cands: np.ndarray, weights: np.ndarray, k: int, seed: int,
-                            cosine: bool) -> np.ndarray:
-    """Weighted local k-means++ plus :data:`LOCAL_ITERATIONS` local Lloyd steps (MLlib's ``LocalKMeans``);
-    the candidates themselves when there are at most ``k``."""
+def centers_from_candidates(cands: np.ndarray, weights: np.ndarray, k: int, seed: int, cosine: bool,
+                            restarts: int | None = None, greedy: bool = True) -> np.ndarray:
+    """Recluster the weighted k-means|| candidates into ``k`` centres; the candidates themselves when there are at
+    most ``k``.
+
+    MLlib (``LocalKMeans.kMeansPlusPlus``) runs one plain weighted k-means++ and 30 local Lloyd steps. Here each of
+    :data:`LOCAL_RESTARTS` restarts runs *greedy* weighted k-means++ (``2 + log k`` trials per centre) and
+    :data:`LOCAL_ITERATIONS` Lloyd steps, and the restart with the lowest weighted cost on the candidates wins: the
+    candidates are few (about ``2 k initSteps``), so this costs milliseconds, and it is what closes the gap to
+    MLlib's final cost (measured in the README). ``restarts=1, greedy=False`` is MLlib's procedure.
+    """
     if len(cands) <= k:
         return cands.copy()
     keep = weights > 0
     if keep.sum() >= k:  # candidates nobody is closest to add nothing to the weighted problem
         cands, weights = cands[keep], weights[keep]
     rng = np.random.default_rng([seed, k, 17])
-    init = kernels.kmeanspp_local(cands, weights, k, rng, cosine)
-    return kernels.lloyd_local(cands, weights, init, LOCAL_ITERATIONS, cosine)
+    trials = 2 + int(np.log(k)) if greedy else 1
+    best, best_cost = None, np.inf
+    for _ in range(LOCAL_RESTARTS if restarts is None else restarts):
+        init = kernels.kmeanspp_local(cands, weights, k, rng, cosine, n_trials=trials)
+        C = kernels.lloyd_local(cands, weights, init, LOCAL_ITERATIONS, cosine)
+        cost = kernels.weighted_cost(cands, weights, C, cosine)
+        if cost < best_cost:
+            best, best_cost = C, cost
+    return best
 
 
 def initial_centers(data, k: int, mode: str, steps: int, seed: int, cosine: bool) -> np.ndarray:

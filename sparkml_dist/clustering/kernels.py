@@ -185,24 +185,39 @@ def point_distances(P: np.ndarray, C: np.ndarray, cosine: bool) -> np.ndarray:
     return distances(P, np.einsum("ij,ij->i", P, P), unit_rows(C) if cosine else C, cosine)
 
 
-def kmeanspp_local(P: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, cosine: bool) -> np.ndarray:
-    """Weighted k-means++ seeding on an in-memory point set (MLlib's ``LocalKMeans.kMeansPlusPlus``).
+def kmeanspp_local(P: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, cosine: bool,
+                   n_trials: int = 1) -> np.ndarray:
+    """Weighted k-means++ seeding on an in-memory point set.
 
-    Draws the first centre with probability proportional to ``w`` and each next one proportional to
-    ``w * d^2``. Stops early -- returning fewer than ``k`` centres -- when every remaining point coincides with a
-    centre (fewer than ``k`` distinct points).
+    Draws the first centre with probability proportional to ``w`` and each next one proportional to ``w * d^2``
+    (MLlib's ``LocalKMeans.kMeansPlusPlus`` with ``n_trials=1``). With ``n_trials > 1`` it is *greedy* k-means++
+    (Arthur & Vassilvitskii; scikit-learn's default ``2 + log k``): each step draws ``n_trials`` candidates and keeps
+    the one that lowers the weighted potential most. Stops early -- returning fewer than ``k`` centres -- when every
+    remaining point coincides with a centre (fewer than ``k`` distinct points).
     """
     p = w / w.sum()
     centers = [P[rng.choice(len(P), p=p)]]
-    d2 = point_distances(P, np.asarray(centers), cosine)[:, 0]
+    d2 = np.maximum(point_distances(P, np.asarray(centers), cosine)[:, 0], 0.0)
     while len(centers) < k:
-        mass = w * np.maximum(d2, 0.0)
+        mass = w * d2
         total = mass.sum()
         if total <= 0:
             break
-        centers.append(P[rng.choice(len(P), p=mass / total)])
-        d2 = np.minimum(d2, point_distances(P, centers[-1][None, :], cosine)[:, 0])
+        picks = rng.choice(len(P), size=n_trials, p=mass / total)
+        if n_trials == 1:
+            best = int(picks[0])
+            d2 = np.minimum(d2, np.maximum(point_distances(P, P[best][None, :], cosine)[:, 0], 0.0))
+        else:
+            trial = np.minimum(d2[:, None], np.maximum(point_distances(P, P[picks], cosine), 0.0))
+            j = int(np.argmin(w @ trial))
+            best, d2 = int(picks[j]), trial[:, j].copy()
+        centers.append(P[best])
     return np.asarray(centers)
+
+
+def weighted_cost(P: np.ndarray, w: np.ndarray, C: np.ndarray, cosine: bool) -> float:
+    """``sum_i w_i min_c d(p_i, c)`` of a small in-memory point set."""
+    return float(w @ np.maximum(point_distances(P, C, cosine).min(axis=1), 0.0))
 
 
 def lloyd_local(P: np.ndarray, w: np.ndarray, C: np.ndarray, iters: int, cosine: bool) -> np.ndarray:
