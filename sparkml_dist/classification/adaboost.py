@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,11 +26,12 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from sparkml_dist.classification.boosting import TRAINERS, StumpEnsemble
 from sparkml_dist.classification.boosting_bsp import fit_exact_bsp
-from sparkml_dist.classification.params import AdaBoostParams, check_adaboost_params, check_classes
+from sparkml_dist.classification.params import AdaBoostParams, check_classes
 from sparkml_dist.classification.prediction_columns import add_prediction_columns
 from sparkml_dist.data.blocks import to_blocks
 from sparkml_dist.data.validation import ColumnSpec
 from sparkml_dist.ml.persistence import ArrayPersistable
+from sparkml_dist.ml.summary import HasTrainingSummary, TrainingSummary
 
 logger = logging.getLogger(__name__)
 
@@ -106,30 +108,52 @@ class AdaBoostClassifier(Estimator, AdaBoostParams, DefaultParamsReadable, Defau
                   predictionCol: str = "prediction", rawPredictionCol: str = "rawPrediction",
                   probabilityCol: str = "probability", maxIter: int = 50, learningRate: float = 1.0,
                   maxBins: int = 256, algorithm: str = "exact", engine: str = "mapreduce", seed: int | None = None,
-                  numPartitions: int = 0) -> "AdaBoostClassifier":
-        return self._set(**self._input_kwargs)
+                  numPartitions: int = 0) -> AdaBoostClassifier:
+        """Set Params by keyword (``None`` leaves a Param at its default)."""
+        return self._set_params(self._input_kwargs)
 
-    def setMaxIter(self, value: int) -> "AdaBoostClassifier":
+    def setFeaturesCol(self, value: str) -> AdaBoostClassifier:
+        return self._set(featuresCol=value)
+
+    def setLabelCol(self, value: str) -> AdaBoostClassifier:
+        return self._set(labelCol=value)
+
+    def setWeightCol(self, value: str) -> AdaBoostClassifier:
+        return self._set(weightCol=value)
+
+    def setPredictionCol(self, value: str) -> AdaBoostClassifier:
+        return self._set(predictionCol=value)
+
+    def setRawPredictionCol(self, value: str) -> AdaBoostClassifier:
+        return self._set(rawPredictionCol=value)
+
+    def setProbabilityCol(self, value: str) -> AdaBoostClassifier:
+        return self._set(probabilityCol=value)
+
+    def setMaxIter(self, value: int) -> AdaBoostClassifier:
         return self._set(maxIter=value)
 
-    def setLearningRate(self, value: float) -> "AdaBoostClassifier":
+    def setLearningRate(self, value: float) -> AdaBoostClassifier:
         return self._set(learningRate=value)
 
-    def setMaxBins(self, value: int) -> "AdaBoostClassifier":
+    def setMaxBins(self, value: int) -> AdaBoostClassifier:
         return self._set(maxBins=value)
 
-    def setAlgorithm(self, value: str) -> "AdaBoostClassifier":
+    def setAlgorithm(self, value: str) -> AdaBoostClassifier:
         return self._set(algorithm=value)
 
-    def setEngine(self, value: str) -> "AdaBoostClassifier":
+    def setEngine(self, value: str) -> AdaBoostClassifier:
         return self._set(engine=value)
 
-    def setSeed(self, value: int) -> "AdaBoostClassifier":
+    def setSeed(self, value: int) -> AdaBoostClassifier:
         return self._set(seed=value)
 
-    def _fit(self, dataset) -> "AdaBoostClassificationModel":
-        check_adaboost_params(self)
-        weight_col = self.getOrDefault(self.weightCol) if self.isDefined(self.weightCol) else None
+    def setNumPartitions(self, value: int) -> AdaBoostClassifier:
+        return self._set(numPartitions=value)
+
+    def _fit(self, dataset) -> AdaBoostClassificationModel:
+        self._validate_params()
+        weight_col = self._optional(self.weightCol)
         start = time.perf_counter()
         # sklearn's random_state; a Param default seed is a hash of the class name, fine as an integer seed
         seed = int(self.getSeed()) % (2 ** 32) if self.getSeed() is not None else None
@@ -146,13 +170,25 @@ class AdaBoostClassifier(Estimator, AdaBoostParams, DefaultParamsReadable, Defau
                 ensemble = TRAINERS[self.getAlgorithm()](blocks, n_classes, self.getMaxIter(),
                                                          self.getLearningRate(), self.getMaxBins(), seed, weight_sum)
                 rows = blocks.num_rows
+        fit_time = time.perf_counter() - start
         logger.info("adaboost %s/%s: %d rounds on %d rows in %.2fs", self.getAlgorithm(), self.getEngine(),
-                    len(ensemble.alpha), rows, time.perf_counter() - start)
-        model = AdaBoostClassificationModel._from_ensemble(ensemble)
-        return self._copyValues(model)
+                    len(ensemble.alpha), rows, fit_time)
+        summary = AdaBoostTrainingSummary(numIter=len(ensemble.alpha), engine=self.getEngine(), fitTime=fit_time,
+                                          iterationTimes=[float(h.get("seconds", 0.0)) for h in ensemble.history],
+                                          algorithm=self.getAlgorithm(), numRows=int(rows))
+        return self._copyValues(AdaBoostClassificationModel(ensemble, summary))
 
 
-class AdaBoostClassificationModel(Model, AdaBoostParams, ArrayPersistable):
+@dataclass(kw_only=True, repr=False)
+class AdaBoostTrainingSummary(TrainingSummary):
+    """Training summary of an :class:`AdaBoostClassificationModel` (``numIter``: hypotheses kept; per-round errors
+    and weights are the model's ``estimatorErrors`` / ``estimatorWeights``, per-round records ``trainingHistory``)."""
+
+    algorithm: str = ""
+    numRows: int = 0
+
+
+class AdaBoostClassificationModel(Model, AdaBoostParams, ArrayPersistable, HasTrainingSummary):
     """A fitted :class:`AdaBoostClassifier`: stumps grouped into weighted hypotheses.
 
     Attributes
@@ -169,15 +205,25 @@ class AdaBoostClassificationModel(Model, AdaBoostParams, ArrayPersistable):
         scikit-learn's ``feature_importances_``.
     trainingHistory : list of dict
         Per round: seconds, error, alpha.
+    summary : AdaBoostTrainingSummary
     """
 
-    def __init__(self, ensemble: StumpEnsemble | None = None) -> None:
+    def __init__(self, ensemble: StumpEnsemble | None = None, summary: AdaBoostTrainingSummary | None = None) -> None:
         super().__init__()
         self._ensemble = ensemble
+        self._summary = summary
 
-    @classmethod
-    def _from_ensemble(cls, ensemble: StumpEnsemble) -> "AdaBoostClassificationModel":
-        return cls(ensemble)
+    def setFeaturesCol(self, value: str) -> AdaBoostClassificationModel:
+        return self._set(featuresCol=value)
+
+    def setPredictionCol(self, value: str) -> AdaBoostClassificationModel:
+        return self._set(predictionCol=value)
+
+    def setRawPredictionCol(self, value: str) -> AdaBoostClassificationModel:
+        return self._set(rawPredictionCol=value)
+
+    def setProbabilityCol(self, value: str) -> AdaBoostClassificationModel:
+        return self._set(probabilityCol=value)
 
     # --- fitted state --------------------------------------------------------------------------------------------
     @property
@@ -231,18 +277,15 @@ class AdaBoostClassificationModel(Model, AdaBoostParams, ArrayPersistable):
         return add_prediction_columns(dataset, predict, self.getFeaturesCol(), self.getPredictionCol(),
                                       self.getRawPredictionCol(), self.getProbabilityCol(), dtype=np.float32)
 
-    def copy(self, extra=None) -> "AdaBoostClassificationModel":
-        that = super().copy(extra)
-        that._ensemble = self._ensemble
-        return that
-
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         e = self.ensemble
         arrays = {name: getattr(e, name) for name in _ENSEMBLE_ARRAYS}
-        return arrays, {"n_classes": e.n_classes, "n_features": e.n_features, "history": e.history}
+        return arrays, {"n_classes": e.n_classes, "n_features": e.n_features, "history": e.history,
+                        "summary": self._summary.asDict() if self._summary else None}
 
     @classmethod
-    def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> "AdaBoostClassificationModel":
+    def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> AdaBoostClassificationModel:
         ensemble = StumpEnsemble(int(extra["n_classes"]), int(extra["n_features"]),
                                  **{name: arrays[name] for name in _ENSEMBLE_ARRAYS}, history=extra.get("history", []))
-        return cls(ensemble)
+        summary = AdaBoostTrainingSummary.fromDict(extra["summary"]) if extra.get("summary") else None
+        return cls(ensemble, summary)

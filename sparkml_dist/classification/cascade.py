@@ -1,4 +1,4 @@
-"""Distributed kernel-SVM trainers behind :class:`~sparkml_dist.classification.svm.CascadeSVC`.
+"""Distributed kernel-SVM trainers behind :class:`~sparkml_dist.classification.cascade_svc.CascadeSVC`.
 
 Each partition is a node holding resident float64 rows (:func:`sparkml_dist.data.blocks.to_blocks`) with global row
 ids; nodes train locally and exchange only support vectors (with their dual variables). Multi-class problems are

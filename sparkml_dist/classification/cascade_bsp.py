@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 def _rank_main(ctx, spec: ColumnSpec, kernel_args: dict, solver_args: dict, max_passes: int, tol: float,
                feedback: bool):
-    from sparkml_dist.classification.svm import _merge_moments, feature_moments
+    from sparkml_dist.classification.cascade_svc import _merge_moments, feature_moments
     from sparkml_dist.data.blocks import rank_block
 
     t_start = time.perf_counter()

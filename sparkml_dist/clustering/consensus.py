@@ -27,7 +27,7 @@ from sparkml_dist.clustering import kernels
 from sparkml_dist.clustering.dfcm import FuzzyConfig, fit_fcm
 from sparkml_dist.clustering.engines import LocalData, data_check, run_engine, spec_for
 from sparkml_dist.clustering.fuzzy import FuzzyCMeansSummary, _FuzzyModelBase
-from sparkml_dist.clustering.params import _ConsensusParams
+from sparkml_dist.clustering.params import _ConsensusParams, _FuzzySetters
 from sparkml_dist.data.validation import check_columns
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,8 @@ class ConsensusClusteringModel(_FuzzyModelBase):
         return cls(arrays["centers"], summary, local, extra.get("local_xb"))
 
 
-class ConsensusClustering(Estimator, _ConsensusParams, DefaultParamsReadable, DefaultParamsWritable):
+class ConsensusClustering(Estimator, _ConsensusParams, _FuzzySetters, DefaultParamsReadable,
+                          DefaultParamsWritable):
     """Consensus distributed fuzzy clustering with automatic ``k`` at the sites and globally (Vendramin et al.).
 
     Parameters
@@ -164,13 +165,16 @@ class ConsensusClustering(Estimator, _ConsensusParams, DefaultParamsReadable, De
                   maxIter: int = 100, tol: float = 1e-4, initMode: str = "k-means||", initSteps: int = 2,
                   seed: int | None = None, featuresCol: str = "features", predictionCol: str = "prediction",
                   weightCol: str | None = None, membershipCol: str = "",
-                  engine: str = "mapreduce") -> "ConsensusClustering":
+                  engine: str = "mapreduce") -> ConsensusClustering:
         """Set Params by keyword (``None`` leaves a Param at its default)."""
-        return self._set(**{k_: v for k_, v in self._input_kwargs.items() if v is not None})
+        return self._set_params(self._input_kwargs)
+
+    def setLocalKRange(self, value) -> ConsensusClustering:
+        return self._set(localKRange=list(value))
 
     def _fit(self, dataset) -> ConsensusClusteringModel:
         start = time.perf_counter()
-        self._check_params()
+        self._validate_params()
         spec = spec_for(self.getFeaturesCol(), self.weight_column())
         check_columns(dataset, spec)
         local = self.getLocalKRange()
