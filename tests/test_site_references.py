@@ -18,6 +18,7 @@ from sklearn.ensemble import AdaBoostClassifier as SkAdaBoost
 from sklearn.tree import DecisionTreeClassifier
 
 from sparkml_dist.classification import AdaBoostClassifier
+from sparkml_dist.clustering import ConsensusClustering
 from sparkml_dist.data.sources import from_numpy
 
 
@@ -149,3 +150,74 @@ def test_pl_equals_its_paper_rule_on_the_same_sites(cancer_sites):
     np.testing.assert_array_equal(pred[decided], (F[decided] > 0).astype(float))
     np.testing.assert_allclose(raw[:, 1], 2 * F / sum(alphas), atol=1e-9)  # SAMME's K=2 scale: 2 F / sum(alpha)
     assert (np.array(signed) == 0).any()  # the sites disagreed somewhere: tied votes were exercised
+
+
+# --- consensus clustering ---------------------------------------------------------------------------------------
+def fcm(X: np.ndarray, w: np.ndarray, V: np.ndarray, m: float = 2.0, tol: float = 1e-10, max_iter: int = 2000):
+    """Weighted fuzzy c-means (Bezdek) from prototypes ``V`` to convergence; ``(V, U, J_m)``."""
+    for _ in range(max_iter):
+        D = np.maximum(((X[:, None, :] - V[None]) ** 2).sum(-1), 1e-300)
+        U = 1.0 / ((D[:, :, None] / D[:, None, :]) ** (1.0 / (m - 1))).sum(-1)
+        um = U ** m * w[:, None]
+        V_new = um.T @ X / um.sum(0)[:, None]
+        moved = np.abs(V_new - V).max()
+        V = V_new
+        if moved < tol:
+            break
+    D = np.maximum(((X[:, None, :] - V[None]) ** 2).sum(-1), 1e-300)
+    U = 1.0 / ((D[:, :, None] / D[:, None, :]) ** (1.0 / (m - 1))).sum(-1)
+    return V, U, float((U ** m * w[:, None] * D).sum())
+
+
+def xb_choice(X: np.ndarray, w: np.ndarray, ks: list[int]):
+    """FCM for every k (started from scikit-learn's k-means centres), keep the smallest Xie-Beni
+    ``J_m / (sum w * min_{i != k} ||v_i - v_k||^2)``; ``(V, U)`` of the chosen k."""
+    from sklearn.cluster import KMeans as SkKMeans
+
+    best = None
+    for k in ks:
+        V0 = SkKMeans(n_clusters=k, n_init=10, random_state=0).fit(X, sample_weight=w).cluster_centers_
+        V, U, J = fcm(X, w, V0)
+        sep = min(((V[i] - V[j]) ** 2).sum() for i in range(k) for j in range(k) if i != j)
+        xb = J / (w.sum() * sep)
+        if best is None or xb < best[0]:
+            best = (xb, V, U)
+    return best[1], best[2]
+
+
+def matched_gap(A: np.ndarray, B: np.ndarray) -> float:
+    """Largest coordinate gap between two centre sets after the best one-to-one relabelling (Hungarian matching)."""
+    assert A.shape == B.shape, (A.shape, B.shape)
+    rows, cols = linear_sum_assignment(((A[:, None, :] - B[None]) ** 2).sum(-1))
+    return float(np.abs(A[rows] - B[cols]).max())
+
+
+def test_consensus_equals_site_fcm_plus_driver_fcm_written_out(spark):
+    """Vendramin et al.: every site (partition) runs FCM for each k of localKRange and keeps the smallest Xie-Beni;
+    the driver runs weighted FCM (weights: the prototypes' fuzzy cardinalities sum_j u_ij) over all sites'
+    prototypes for each k of kRange and keeps the smallest Xie-Beni; rows get the nearest consensus prototype."""
+    from sklearn.metrics import adjusted_rand_score
+    from test_clustering_fuzzy import separated_blobs  # pytest puts tests/ on sys.path
+
+    X, y = separated_blobs(6, 900, 3, seed=21, std=0.6, min_gap=8.0)
+    site = np.where(y <= 1, 0, np.where(y >= 4, 2, 1))  # three sites, each sees two blobs, blob 2-3 on site 1
+    site = np.where((y == 2) & (np.arange(len(y)) % 2 == 0), 0, site)  # ... and half of blob 2 on site 0
+    order = np.argsort(site, kind="stable")
+    df = from_numpy(spark, X[order], y[order], extra={"site": site[order]}).repartitionByRange(3, "site").cache()
+    sites = sites_of(df)
+    assert len(sites) == 3
+    model = ConsensusClustering(kRange=[2, 8], localKRange=[2, 4], tol=1e-8, maxIter=300, seed=1).fit(df)
+
+    local = [xb_choice(Xs, np.ones(len(Xs)), [2, 3, 4]) for Xs, _ in sites]
+    assert model.localK() == [len(V) for V, _ in local]
+    for mine, (V, _) in zip(model.localCenters(), local, strict=True):
+        assert matched_gap(mine, V) < 1e-4
+    P = np.vstack([V for V, _ in local])
+    W = np.concatenate([U.sum(axis=0) for _, U in local])
+    V_global, _ = xb_choice(P, W, [k for k in range(2, 9) if k < len(P)])
+    assert model.getK() == len(V_global) == 6
+    assert matched_gap(model.centers, V_global) < 1e-4
+    pred = np.array([r[0] for r in model.transform(df).select("prediction").collect()])
+    Xd = np.array([r[0].toArray() for r in df.select("features").collect()])
+    ref_pred = ((Xd[:, None, :] - V_global[None]) ** 2).sum(-1).argmin(axis=1)
+    assert adjusted_rand_score(ref_pred, pred) == 1.0  # the same partition of the rows, whatever the labels
