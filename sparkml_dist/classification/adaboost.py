@@ -88,10 +88,12 @@ class AdaBoostClassifier(Estimator, AdaBoostParams, DefaultParamsReadable, Defau
     Examples
     --------
     >>> from sparkml_dist.data.sources import load
-    >>> df = load(spark, "breast_cancer")                                  # doctest: +SKIP
-    >>> model = AdaBoostClassifier(maxIter=10, maxBins=0, seed=0).fit(df)  # doctest: +SKIP
-    >>> round(float(model.estimatorWeights[0]), 6)                         # doctest: +SKIP
-    2.479209
+    >>> df = load(spark, "breast_cancer", num_partitions=2)
+    >>> model = AdaBoostClassifier(maxIter=10, maxBins=0, seed=0).fit(df)
+    >>> round(float(model.estimatorWeights[0]), 6), model.summary.numIter
+    (2.479209, 10)
+    >>> model.transform(df).select("prediction").distinct().count()
+    2
     """
 
     @keyword_only

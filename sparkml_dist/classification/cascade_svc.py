@@ -122,10 +122,10 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
     Examples
     --------
     >>> from sparkml_dist.data.sources import load
-    >>> df = load(spark, "breast_cancer", num_partitions=2)      # doctest: +SKIP
-    >>> model = CascadeSVC(mode="cascade").fit(df)               # doctest: +SKIP
-    >>> model.passes, int(model.supportVectors.shape[0]) > 0    # doctest: +SKIP
-    (2, True)
+    >>> df = load(spark, "breast_cancer", num_partitions=2)
+    >>> model = CascadeSVC(mode="cascade").fit(df)
+    >>> model.converged, model.passes, int(model.supportVectors.shape[0]) > 0
+    (True, 2, True)
     """
 
     @keyword_only

@@ -150,6 +150,14 @@ class ConsensusClustering(Estimator, _ConsensusParams, _FuzzySetters, DefaultPar
     ----------
     Vendramin, Campello, Coletta, Hruschka. Distributed Fuzzy Clustering with Automatic Detection of the Number of
     Clusters. DCAI 2011.
+
+    Examples
+    --------
+    >>> from sparkml_dist.data.sources import load
+    >>> df = load(spark, "iris", num_partitions=2)             # two sites
+    >>> model = ConsensusClustering(kRange=[2, 4], localKRange=[2, 3], seed=0).fit(df)
+    >>> len(model.localK()), model.getK() == len(model.centers)
+    (2, True)
     """
 
     @keyword_only

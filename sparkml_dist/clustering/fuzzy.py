@@ -3,9 +3,14 @@
 Example
 -------
 >>> from sparkml_dist.clustering import FuzzyCMeans
->>> model = FuzzyCMeans(kRange=[2, 8], seed=1).fit(df)            # doctest: +SKIP
->>> model.getK(), model.xieBeniCurve()                            # doctest: +SKIP
->>> model.setMembershipCol("u").transform(df).show()              # doctest: +SKIP
+>>> from sparkml_dist.data.sources import load
+>>> df = load(spark, "iris", num_partitions=2)
+>>> model = FuzzyCMeans(kRange=[2, 4], seed=1).fit(df)
+>>> sorted(model.xieBeniCurve()), model.getK() == model.summary.k
+([2, 3, 4], True)
+>>> u = model.setMembershipCol("u").transform(df).select("u").first()[0]
+>>> len(u) == model.getK(), round(sum(u), 9)
+(True, 1.0)
 """
 
 from __future__ import annotations

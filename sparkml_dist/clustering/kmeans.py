@@ -3,10 +3,13 @@
 Example
 -------
 >>> from sparkml_dist.clustering import KMeans
->>> model = KMeans(k=3, seed=1).fit(df)                         # doctest: +SKIP
->>> model.clusterCenters()                                      # doctest: +SKIP
->>> model.summary.trainingCost, model.summary.numIter           # doctest: +SKIP
->>> model.transform(df).select("prediction").show()             # doctest: +SKIP
+>>> from sparkml_dist.data.sources import load
+>>> df = load(spark, "iris", num_partitions=2)
+>>> model = KMeans(k=3, seed=1).fit(df)
+>>> len(model.clusterCenters()), model.summary.k, model.summary.engine
+(3, 3, 'mapreduce')
+>>> model.transform(df).select("prediction").distinct().count()
+3
 """
 
 from __future__ import annotations
