@@ -19,13 +19,16 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def spark():
-    """``local[2]`` (barrier stages need as many slots as tasks), UI off, loopback, one task attempt."""
+    """``local[2,2]`` (2 slots; barrier stages need as many slots as tasks), UI off, loopback, and retries *on*:
+    a failed task is retried once and a failed barrier stage re-attempted once, as on a real cluster (in local mode
+    only the ``[N,F]`` master form sets the task attempts; ``spark.task.maxFailures`` is for cluster managers)."""
     from sparkml_dist.runtime import get_spark, setup_logging
 
     setup_logging("INFO")
-    session = get_spark("local", master="local[2]", app_name="sparkml-dist-tests", conf={
+    session = get_spark("local", master="local[2,2]", app_name="sparkml-dist-tests", conf={
         "spark.sql.shuffle.partitions": "4",
-        "spark.task.maxFailures": "1",
+        "spark.task.maxFailures": "2",
+        "spark.stage.maxConsecutiveAttempts": "2",
         "spark.driver.memory": "4g",
         "spark.sql.pyspark.jvmStacktrace.enabled": "true",
     })

@@ -25,10 +25,11 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from sparkml_dist.clustering import kernels
 from sparkml_dist.clustering.dfcm import FuzzyConfig, fit_fcm
-from sparkml_dist.clustering.engines import LocalData, data_check, run_engine, spec_for
 from sparkml_dist.clustering.fuzzy import FuzzyCMeansSummary, _FuzzyModelBase
-from sparkml_dist.clustering.params import _ConsensusParams, _FuzzySetters
+from sparkml_dist.clustering.models import fit_on_engine
+from sparkml_dist.clustering.params import _ConsensusParams, _FuzzySetters, data_check
 from sparkml_dist.data.validation import check_columns
+from sparkml_dist.engine import LocalData, spec_for
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ class ConsensusClustering(Estimator, _ConsensusParams, _FuzzySetters, DefaultPar
         glob = self.getKRange()
         cfg = FuzzyConfig(ks=[2], m=self.getM(), max_iter=self.getMaxIter(), tol=self.getTol(),
                           init_mode=self.getInitMode(), init_steps=self.getInitSteps(), seed=self.getSeed())
-        result = run_engine(self.getEngine(), dataset, spec, fit_consensus,
+        result = fit_on_engine(self.getEngine(), dataset, spec, fit_consensus,
                             (list(range(local[0], local[1] + 1)), list(range(glob[0], glob[1] + 1)), cfg),
                             data_check(local[0], spec.featuresCol))
         fit = result.global_fit

@@ -26,11 +26,11 @@ from pyspark.ml import Estimator, Model
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from sparkml_dist.clustering.dfcm import FuzzyConfig, FuzzyResult, fit_fcm
-from sparkml_dist.clustering.engines import data_check, run_engine, spec_for
-from sparkml_dist.clustering.models import CentersModelMixin
-from sparkml_dist.clustering.params import _FuzzyParams, _FuzzySetters
+from sparkml_dist.clustering.models import CentersModelMixin, fit_on_engine
+from sparkml_dist.clustering.params import _FuzzyParams, _FuzzySetters, data_check
 from sparkml_dist.clustering.transform import with_assignments, with_memberships
 from sparkml_dist.data.validation import check_columns
+from sparkml_dist.engine import spec_for
 from sparkml_dist.ml.summary import TrainingSummary
 
 logger = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ class FuzzyCMeans(Estimator, _FuzzyParams, _FuzzySetters, DefaultParamsReadable,
         check_columns(dataset, spec)
         cfg = self.config()
         width = None if cfg.initial_centers is None else cfg.initial_centers.shape[1]
-        result = run_engine(self.getEngine(), dataset, spec, fit_fcm, (cfg,),
+        result = fit_on_engine(self.getEngine(), dataset, spec, fit_fcm, (cfg,),
                             data_check(max(cfg.ks), spec.featuresCol, width))
         summary = FuzzyCMeansSummary.from_result(result, self.getEngine(), time.perf_counter() - start)
         logger.info("fuzzy c-means (%s): k=%d, xieBeni=%.4g, %.2fs", self.getEngine(), summary.k, summary.xieBeni,

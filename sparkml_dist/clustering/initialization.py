@@ -1,6 +1,6 @@
 """Centre initialisation over distributed data: ``random``, exact ``k-means++`` and MLlib's ``k-means||``.
 
-All three are written against the engine interface of :mod:`sparkml_dist.clustering.engines` (``data.sum`` /
+All three are written against the data interface of :mod:`sparkml_dist.engine` (``data.sum`` /
 ``data.gather``), so they run unchanged on the driver (MapReduce engine) and on every rank of a barrier stage (BSP
 engine). Random draws that decide something globally are made from generators seeded identically everywhere; draws
 inside a partition use ``default_rng([seed, step, partition])``, so a given ``(seed, partitioning)`` always gives the
@@ -16,12 +16,12 @@ Fewer than ``k`` distinct points
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 
 import numpy as np
 
 from sparkml_dist.clustering import kernels
+from sparkml_dist.engine.state import RebuildableState
 
 logger = logging.getLogger(__name__)
 
@@ -41,49 +41,37 @@ def _take_rows(block, plan: dict) -> tuple[int, np.ndarray, np.ndarray]:
     return block.partition, np.sort(local), rows
 
 
-def _forget(block, name: str) -> None:
-    """Drop a state version nobody reads any more (in memory and its file; see :func:`_update_cost`)."""
-    block._state.pop(name, None)
-    if block.path:
-        try:
-            os.remove(os.path.join(block.path, f"state_{name}.npy"))
-        except FileNotFoundError:
-            pass
+def _no_cost(block) -> np.ndarray:
+    """Version 0 of the cost state: no centre seen yet."""
+    return np.full(block.n_rows, np.inf)
 
 
-def _update_cost(block, new: np.ndarray | None, cosine: bool, tag: str, step: int) -> np.ndarray:
-    """Per-row ``min`` distance to the centres seen so far, kept as block state; ``new=None`` starts afresh.
-
-    Every step writes a *new* state name (``tag`` is unique per initialisation call): a partition's tasks may run in
-    different Python workers, and a worker's in-memory copy of a mutable state could be stale, while a write-once
-    version is always right. Versions two steps old are deleted (the previous one stays for a retried task).
-    """
-    if new is None:
-        cost = np.full(block.n_rows, np.inf)
-    else:
-        cost = block.load_state(f"{tag}_{step - 1}")
-        cost = np.full(block.n_rows, np.inf) if cost is None else np.array(cost, dtype=np.float64)
-        if block.n_rows:
-            C = kernels.unit_rows(new) if cosine else new
-            xx = kernels.block_sq_norms(block)
-            chunk = kernels.chunk_rows(len(C))
-            for lo in range(0, block.n_rows, chunk):
-                d = kernels.distances(block.X[lo:lo + chunk], xx[lo:lo + chunk], C, cosine).min(axis=1)
-                np.minimum(cost[lo:lo + chunk], np.maximum(d, 0.0), out=cost[lo:lo + chunk])
-    block.save_state(f"{tag}_{step}", cost)
-    _forget(block, f"{tag}_{step - 2}")
+def _min_cost(block, cost: np.ndarray, record: tuple) -> np.ndarray:
+    """The next cost version: ``min(cost, distance to the record's new centres)`` per row."""
+    new, cosine = record
+    if block.n_rows:
+        C = kernels.unit_rows(new) if cosine else new
+        xx = kernels.block_sq_norms(block)
+        chunk = kernels.chunk_rows(len(C))
+        for lo in range(0, block.n_rows, chunk):
+            d = kernels.distances(block.X[lo:lo + chunk], xx[lo:lo + chunk], C, cosine).min(axis=1)
+            np.minimum(cost[lo:lo + chunk], np.maximum(d, 0.0), out=cost[lo:lo + chunk])
     return cost
 
 
-def _propose(block, new: np.ndarray | None, cosine: bool, seed: int, tag: str,
-             step: int) -> tuple[int, float, np.ndarray | None]:
-    """Update the costs with ``new`` and propose one local row with probability proportional to ``w * cost``
-    (``w`` alone when ``new`` is None). The driver then keeps partition p's proposal with probability
-    ``mass_p / total``, which draws exactly from ``w * cost / total`` over all rows in one pass."""
-    cost = _update_cost(block, new, cosine, tag, step)
+def cost_state() -> RebuildableState:
+    """Per-row ``min`` distance to the centres chosen so far, as a state the driver can always rebuild: its records
+    are the centre sets in the order they were chosen (an executor lost mid-seeding costs a replay, not a bias)."""
+    return RebuildableState(f"init_cost_{uuid.uuid4().hex[:10]}", _no_cost, _min_cost)
+
+
+def _propose(block, costs: RebuildableState, seed: int, step: int) -> tuple[int, float, np.ndarray | None]:
+    """Propose one local row with probability proportional to ``w * cost`` (``w`` alone before any centre).
+    The driver then keeps partition p's proposal with probability ``mass_p / total``, which draws exactly from
+    ``w * cost / total`` over all rows in one pass."""
     if block.n_rows == 0:
         return block.partition, 0.0, None
-    mass = block.weights.astype(np.float64) if new is None else block.weights * cost
+    mass = block.weights.astype(np.float64) if costs.version == 0 else block.weights * costs.get(block)
     total = float(mass.sum())
     if total <= 0:
         return block.partition, 0.0, None
@@ -93,16 +81,15 @@ def _propose(block, new: np.ndarray | None, cosine: bool, seed: int, tag: str,
     return block.partition, total, np.asarray(block.X[idx], dtype=np.float64)
 
 
-def _cost_sum(block, new: np.ndarray, cosine: bool, tag: str, step: int) -> float:
-    cost = _update_cost(block, new, cosine, tag, step)
-    return float(block.weights @ cost) if block.n_rows else 0.0
+def _cost_sum(block, costs: RebuildableState) -> float:
+    return float(block.weights @ costs.get(block)) if block.n_rows else 0.0
 
 
-def _oversample(block, factor: float, seed: int, tag: str, step: int) -> np.ndarray:
+def _oversample(block, costs: RebuildableState, factor: float, seed: int, step: int) -> np.ndarray:
     """k-means|| sampling: keep each row with probability ``min(1, factor * w * cost)``."""
     if block.n_rows == 0:
         return np.zeros((0, 0))
-    cost = block.load_state(f"{tag}_{step}")
+    cost = costs.get(block)
     rng = np.random.default_rng([seed, 1000 + step, block.partition])
     keep = rng.random(block.n_rows) < factor * block.weights * cost
     return np.asarray(block.X[np.flatnonzero(keep)], dtype=np.float64)
@@ -114,10 +101,6 @@ def _candidate_weights(block, cands: np.ndarray, cosine: bool) -> np.ndarray:
         return np.zeros(len(cands))
     counts, _ = kernels.cost_partial(block, kernels.unit_rows(cands) if cosine else cands, cosine)
     return counts
-
-
-def _new_tag() -> str:
-    return f"init_cost_{uuid.uuid4().hex[:10]}"
 
 
 # --- driver-side logic --------------------------------------------------------------------------------------------
@@ -151,11 +134,12 @@ def init_random(data, k: int, seed: int) -> np.ndarray:
 def init_kmeanspp(data, k: int, seed: int, cosine: bool) -> np.ndarray:
     """Exact distributed k-means++ (one pass per centre; for small data or small ``k``)."""
     rng = np.random.default_rng([seed, 11])
-    tag = _new_tag()
-    first = _pick(data.gather(_propose, None, cosine, seed, tag, 0), rng)
+    costs = cost_state()
+    first = _pick(data.gather(_propose, costs, seed, 0), rng)
     centers = [first]
     while len(centers) < k:
-        nxt = _pick(data.gather(_propose, centers[-1][None, :], cosine, seed, tag, len(centers)), rng)
+        costs = costs.then((centers[-1][None, :], cosine))
+        nxt = _pick(data.gather(_propose, costs, seed, len(centers)), rng)
         if nxt is None:  # every row sits on a centre: fewer than k distinct points
             break
         centers.append(nxt)
@@ -169,15 +153,16 @@ def parallel_candidates(data, k: int, steps: int, seed: int, cosine: bool) -> tu
     ``2 k w cost / sum(w cost)``; the candidates are then deduplicated and weighted by the rows closest to them.
     """
     rng = np.random.default_rng([seed, 13])
-    tag = _new_tag()
-    first = _pick(data.gather(_propose, None, cosine, seed, tag, 0), rng)
+    costs = cost_state()
+    first = _pick(data.gather(_propose, costs, seed, 0), rng)
     found = [first[None, :]]
     new = found[0]
     for step in range(1, steps + 1):
-        total = data.sum(_cost_sum, new, cosine, tag, step)
+        costs = costs.then((new, cosine))
+        total = data.sum(_cost_sum, costs)
         if total <= 0:
             break
-        sampled = [s for s in data.gather(_oversample, 2.0 * k / total, seed, tag, step) if len(s)]
+        sampled = [s for s in data.gather(_oversample, costs, 2.0 * k / total, seed, step) if len(s)]
         if not sampled:
             continue
         new = np.vstack(sampled)

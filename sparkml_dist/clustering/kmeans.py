@@ -23,12 +23,12 @@ from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
-from sparkml_dist.clustering.engines import data_check, run_engine, spec_for
 from sparkml_dist.clustering.lloyd import KMeansConfig, KMeansResult, fit_kmeans
-from sparkml_dist.clustering.models import CentersModelMixin
-from sparkml_dist.clustering.params import _ClusteringSetters, _KMeansParams
+from sparkml_dist.clustering.models import CentersModelMixin, fit_on_engine
+from sparkml_dist.clustering.params import _ClusteringSetters, _KMeansParams, data_check
 from sparkml_dist.clustering.transform import with_assignments
 from sparkml_dist.data.validation import check_columns
+from sparkml_dist.engine import spec_for
 from sparkml_dist.ml.summary import TrainingSummary
 
 logger = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class KMeans(Estimator, _KMeansParams, _ClusteringSetters, DefaultParamsReadable
         check_columns(dataset, spec)  # schema only: no Spark job yet
         cfg = self.config()
         width = None if cfg.initial_centers is None else cfg.initial_centers.shape[1]
-        result = run_engine(self.getEngine(), dataset, spec, fit_kmeans, (cfg,),
+        result = fit_on_engine(self.getEngine(), dataset, spec, fit_kmeans, (cfg,),
                             data_check(cfg.k, spec.featuresCol, width))
         summary = KMeansSummary.from_result(result, self.getEngine(), time.perf_counter() - start)
         logger.info("kmeans (%s): k=%d, %d iterations, trainingCost=%.6g, %.2fs", self.getEngine(), summary.k,

@@ -1,7 +1,7 @@
 """The k-means training loop (initialisation + Lloyd), written once for both engines.
 
-:func:`fit_kmeans` runs on the driver with :class:`~sparkml_dist.clustering.engines.MapReduceData` or on every rank
-of a barrier stage with :class:`~sparkml_dist.clustering.engines.BarrierData`. Per iteration it makes exactly one pass
+:func:`fit_kmeans` runs on the driver with :class:`~sparkml_dist.engine.MapReduceData` or on every rank of a barrier
+stage with :class:`~sparkml_dist.engine.BarrierData`. Per iteration it makes exactly one pass
 over the data: every partition returns ``(k x d sums, k weights, cost)`` for the current centres
 (:func:`~sparkml_dist.clustering.kernels.lloyd_partial`), the engine adds them up, and the driver (or every rank)
 divides. Semantics follow MLlib:

@@ -6,8 +6,19 @@ from typing import Any
 
 import numpy as np
 
+from sparkml_dist.engine import launch
 from sparkml_dist.ml.persistence import ArrayPersistable
 from sparkml_dist.ml.summary import HasTrainingSummary
+
+
+def fit_on_engine(engine: str, df, spec, body, args: tuple, check) -> Any:
+    """:func:`~sparkml_dist.engine.launch` a clustering body; its result gets the run's ``load_seconds`` and
+    ``bytes_communicated``."""
+    run = launch(engine, df, spec, body, args, check)
+    result = run.result
+    result.load_seconds = run.load_seconds
+    result.bytes_communicated = run.bytes_communicated
+    return result
 
 
 class CentersModelMixin(ArrayPersistable, HasTrainingSummary):

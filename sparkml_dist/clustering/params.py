@@ -19,6 +19,7 @@ from pyspark.ml.param import TypeConverters
 from pyspark.ml.param.shared import HasFeaturesCol, HasMaxIter, HasPredictionCol, HasTol, HasWeightCol
 
 from sparkml_dist.clustering.initialization import INIT_MODES
+from sparkml_dist.data.validation import DataValidationError, ScanStats
 from sparkml_dist.ml.params import HasEngine, HasStableSeed, Interval, OneOf, Satisfies, typed_param
 
 DISTANCE_MEASURES = ("euclidean", "cosine")
@@ -197,3 +198,17 @@ class _FuzzySetters(_ClusteringSetters):
 
     def setMembershipCol(self, value: str):
         return self._set(membershipCol=value)
+
+
+def data_check(k: int, featuresCol: str, initial_width: int | None = None):
+    """A check on the validated data's statistics, run before any training pass on either engine."""
+
+    def check(stats: ScanStats) -> None:
+        if k > stats.rows:
+            raise DataValidationError(f"k={k} is larger than the number of rows ({stats.rows}) in featuresCol="
+                                      f"{featuresCol!r}")
+        if initial_width is not None and initial_width != stats.n_features:
+            raise DataValidationError(f"initialCenters have {initial_width} columns but featuresCol={featuresCol!r} "
+                                      f"has {stats.n_features} features")
+
+    return check

@@ -8,19 +8,29 @@ weights beside it, without a Python object per row. The same pass runs the value
 Why files and not a cached RDD of numpy blocks: Spark keeps a cached Python RDD as pickled bytes in the JVM, so every
 iteration re-ships the whole dataset to the Python workers (measured on this machine: 1M x 32 k-means, 3.5 s per
 iteration, against 0.2 s for scikit-learn). :func:`to_blocks` instead writes each partition's arrays as ``.npy`` files
-into the executor's own scratch directory (``SparkFiles.getRootDirectory()``, deleted with the application) and keeps a
-*persisted RDD of tiny tokens* (partition, host, directory). Each iteration maps over the tokens; Spark schedules a
+into the executor's own block-manager directory (the ``SPARK_LOCAL_DIRS`` Spark gives its Python workers: removed when
+the executor stops, and by the standalone worker / YARN NodeManager / Kubernetes pod when the application ends) and
+keeps a *persisted RDD of tiny tokens* (partition, host, directory). Each iteration maps over the tokens; Spark schedules a
 token's task on the executor that cached it (the one that wrote the files, by locality), and the task memory-maps its
 arrays: no bytes come from the JVM, the page cache serves them. :meth:`BlockSet.map` and :meth:`BlockSet.aggregate`
 are the MapReduce engine; the BSP engine instead runs the whole loop in one barrier stage
 (:func:`sparkml_dist.runtime.barrier.run_barrier`) with the blocks in task memory (:func:`arrow_to_block`).
 
 Per-partition mutable state (AdaBoost's sample weights, say) lives beside the block: :meth:`Block.save_state` /
-:meth:`Block.load_state`, written atomically so a retried task sees either the old or the new version.
+:meth:`Block.load_state`, written atomically so a retried task sees either the old or the new version. State that
+must survive the loss of its executor is declared as a :class:`~sparkml_dist.engine.state.RebuildableState`.
+
+Faults. An executor lost with its disk: Spark recomputes its tokens from lineage on another executor, which
+rewrites the blocks there (state is then rebuilt by its recipe). A task scheduled away from its block (locality
+timeout) finds no files: it raises :class:`BlockNotResident`, and the driver re-materialises the tokens from lineage
+and re-runs the pass (:meth:`BlockSet.map` / :meth:`BlockSet.aggregate`), instead of failing with
+``FileNotFoundError``. :meth:`BlockSet.unpersist` deletes the files on every executor that has them and drops the
+memory maps.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import pickle
@@ -39,6 +49,15 @@ from sparkml_dist.data.validation import ColumnSpec, DataValidationError, ScanSt
 logger = logging.getLogger(__name__)
 
 _DIR_ENV = "SPARKML_DIST_BLOCK_DIR"
+_NOT_RESIDENT = "SPARKML_DIST_BLOCK_NOT_RESIDENT"
+#: memory-mapped blocks one Python worker keeps open (a few block sets' worth)
+_OPEN_LIMIT = 64
+#: times a pass is re-run after re-materialising blocks that a task could not find
+_REFRESHES = 2
+
+
+class BlockNotResident(RuntimeError):
+    """A task ran on an executor that does not hold its block (the driver re-materialises and re-runs)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -198,23 +217,25 @@ def rank_block(ctx, spec: ColumnSpec, dtype=np.float64) -> tuple[Block, ScanStat
     return block, merged
 
 
-def _block_root() -> str:
-    root = os.environ.get(_DIR_ENV)
-    if not root:
-        try:
-            from pyspark import SparkFiles
-
-            root = SparkFiles.getRootDirectory()
-        except Exception:  # noqa: BLE001 - not inside Spark
-            root = tempfile.gettempdir()
-    path = os.path.join(root, "sparkml_dist_blocks")
+def block_root() -> str:
+    """Where this process keeps resident blocks: ``$SPARKML_DIST_BLOCK_DIR`` if set, else the first of the
+    executor's ``SPARK_LOCAL_DIRS`` (its block manager's directories, which Spark removes with the executor and the
+    application), else the temp directory (outside Spark)."""
+    root = os.environ.get(_DIR_ENV) or (os.environ.get("SPARK_LOCAL_DIRS") or "").split(",")[0]
+    path = os.path.join(root or tempfile.gettempdir(), "sparkml_dist_blocks")
     os.makedirs(path, exist_ok=True)
     return path
 
 
+def _part_prefix(set_id: str, partition: int) -> str:
+    return os.path.join(block_root(), set_id, f"part-{partition:05d}-")
+
+
 def _write_block(block: Block, set_id: str) -> str:
-    final = os.path.join(_block_root(), set_id, f"part-{block.partition:05d}")
-    tmp = final + f".tmp-{uuid.uuid4().hex[:8]}"
+    # every write gets its own directory: a worker that still maps an older copy keeps reading consistent files
+    prefix = _part_prefix(set_id, block.partition)
+    final = prefix + uuid.uuid4().hex[:8]
+    tmp = os.path.join(os.path.dirname(prefix), f".tmp-{uuid.uuid4().hex}")
     os.makedirs(tmp)
     X = block.X
     if hasattr(X, "tocsr"):
@@ -228,13 +249,16 @@ def _write_block(block: Block, set_id: str) -> str:
         arr = getattr(block, name)
         if arr is not None:
             np.save(os.path.join(tmp, f"{name}.npy"), arr)
-    if os.path.exists(final):
-        # a retried task, or the token RDD recomputed after its cache was lost: same rows, so the per-partition state
-        # saved beside the block (boosting weights, scan values, ...) carries over instead of vanishing
-        for name in os.listdir(final):
-            if name.startswith("state_"):
-                os.replace(os.path.join(final, name), os.path.join(tmp, name))
-        shutil.rmtree(final, ignore_errors=True)
+    for old in sorted(glob.glob(glob.escape(prefix) + "*")):
+        # a retried task, or the token RDD recomputed after its cache was lost, on the same disk: same rows, so the
+        # per-partition state saved beside the block carries over (it is rebuilt by its recipe where it cannot)
+        for name in os.listdir(old):
+            if name.startswith("state_") and not os.path.exists(os.path.join(tmp, name)):
+                try:
+                    os.replace(os.path.join(old, name), os.path.join(tmp, name))
+                except FileNotFoundError:  # a concurrent writer took it first
+                    pass
+        shutil.rmtree(old, ignore_errors=True)
     os.replace(tmp, final)
     return final
 
@@ -242,17 +266,37 @@ def _write_block(block: Block, set_id: str) -> str:
 _OPEN: dict[str, Block] = {}  # per Python worker: memory-mapped blocks already opened
 
 
+def _release_open(prefix: str | None = None) -> None:
+    """Drop cached memory maps of deleted blocks (and of ``prefix``), so deleted files free their disk."""
+    for path in list(_OPEN):
+        if (prefix is not None and path.startswith(prefix)) or not os.path.isdir(path):
+            del _OPEN[path]
+
+
+def _resident_path(token: tuple) -> str:
+    """The token's directory if this host has it, else this executor's own copy of the partition; raises
+    :class:`BlockNotResident` when neither is here."""
+    partition, host, path, set_id = token[0], token[1], token[2], os.path.basename(os.path.dirname(token[2]))
+    if os.path.isdir(path):
+        return path
+    local = sorted(glob.glob(glob.escape(_part_prefix(set_id, partition)) + "*"))
+    if local:
+        return local[-1]
+    raise BlockNotResident(
+        f"{_NOT_RESIDENT}[{partition}] resident block of partition {partition} is not on this executor "
+        f"({socket.gethostname()}, {block_root()}); it was written on {host} at {path}")
+
+
 def load_block(token: tuple) -> Block:
     """Open (memory-map) the block a token points at, on the executor that holds it."""
-    partition, host, path = token[0], token[1], token[2]
-    cached = _OPEN.get(path)
-    if cached is not None and os.path.isdir(path):
+    partition = token[0]
+    cached = _OPEN.get(token[2])
+    if cached is not None and os.path.isdir(token[2]):
         return cached
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"resident block of partition {partition} is not on this host ({socket.gethostname()}; it was written on "
-            f"{host} at {path}). The task ran away from its executor: raise spark.locality.wait, or call to_blocks "
-            "again after executors were lost")
+    path = _resident_path(token)
+    cached = _OPEN.get(path)
+    if cached is not None:
+        return cached
     if os.path.exists(os.path.join(path, "X.npy")):
         X = np.load(os.path.join(path, "X.npy"), mmap_mode="r")
     else:
@@ -264,21 +308,30 @@ def load_block(token: tuple) -> Block:
     y = np.load(os.path.join(path, "y.npy"), mmap_mode="r") if os.path.exists(os.path.join(path, "y.npy")) else None
     w = np.load(os.path.join(path, "w.npy"), mmap_mode="r") if os.path.exists(os.path.join(path, "w.npy")) else None
     block = Block(X, y, w, partition, path)
-    if len(_OPEN) > 256:
-        _OPEN.clear()
+    _release_open()
+    if len(_OPEN) >= _OPEN_LIMIT:
+        _OPEN.pop(next(iter(_OPEN)))
     _OPEN[path] = block
     return block
 
 
-def _add(a, b):
+def add_partials(a, b):
     """Element-wise sum of nested tuples/lists/dicts of numpy arrays and numbers (the default combiner)."""
     if isinstance(a, tuple):
-        return tuple(_add(x, y) for x, y in zip(a, b))
+        return tuple(add_partials(x, y) for x, y in zip(a, b))
     if isinstance(a, list):
-        return [_add(x, y) for x, y in zip(a, b)]
+        return [add_partials(x, y) for x, y in zip(a, b)]
     if isinstance(a, dict):
-        return {k: _add(a[k], b[k]) for k in a}
+        return {k: add_partials(a[k], b[k]) for k in a}
     return a + b
+
+
+def _delete_set(set_id: str) -> list[str]:
+    """Remove this executor's files of block set ``set_id`` and their memory maps; returns what could not go."""
+    root = os.path.join(block_root(), set_id)
+    _release_open(root)
+    shutil.rmtree(root, ignore_errors=True)
+    return [root] if os.path.exists(root) else []
 
 
 class BlockSet:
@@ -312,28 +365,56 @@ class BlockSet:
     def num_classes(self) -> int:
         return int(max(self.stats.label_counts) + 1) if self.stats.label_counts else 0
 
+    def _run(self, job: Callable[[], Any]) -> Any:
+        """Run a pass; if a task ran away from its block, re-materialise the tokens from lineage and run it again."""
+        for attempt in range(_REFRESHES + 1):
+            try:
+                return job()
+            except Exception as exc:  # noqa: BLE001 - only our marker is handled, everything else re-raised
+                if _NOT_RESIDENT not in str(exc) or attempt == _REFRESHES:
+                    raise
+                logger.warning("block set %s: a task ran on an executor without its block; re-materialising the "
+                               "blocks from lineage (%d/%d)", self.set_id, attempt + 1, _REFRESHES)
+                self.refresh()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def refresh(self) -> None:
+        """Recompute every token from lineage (each partition's block is rewritten where its task runs now)."""
+        self._rdd.unpersist(blocking=True)
+        self.tokens = sorted(self._rdd.collect())
+
     def map(self, fn: Callable[..., Any], *args: Any) -> list[Any]:
         """``[fn(block, *args) for every partition]`` (one Spark job; ``fn`` may update the block's state)."""
-        return self._rdd.map(lambda tok: fn(load_block(tok), *args)).collect()
+        return self._run(lambda: self._rdd.map(lambda tok: fn(load_block(tok), *args)).collect())
 
-    def aggregate(self, fn: Callable[..., Any], *args: Any, combine: Callable[[Any, Any], Any] = _add,
+    def aggregate(self, fn: Callable[..., Any], *args: Any, combine: Callable[[Any, Any], Any] = add_partials,
                   depth: int = 2) -> Any:
         """``combine``-reduce of ``fn(block, *args)`` over partitions with ``treeReduce`` (MapReduce step)."""
-        return self._rdd.map(lambda tok: fn(load_block(tok), *args)).treeReduce(combine, depth)
+        return self._run(lambda: self._rdd.map(lambda tok: fn(load_block(tok), *args)).treeReduce(combine, depth))
 
     def unpersist(self) -> None:
+        """Delete the block files on every executor that holds some (and on the driver's host), release their
+        memory maps and the token cache. Failures are logged at WARNING with what is left; the files are inside
+        the executors' block-manager directories, which Spark removes with the application in any case."""
+        if self._rdd is None:
+            return
         set_id = self.set_id
-
-        def drop(_):
-            shutil.rmtree(os.path.join(_block_root(), set_id), ignore_errors=True)
-            return []
-
+        left: list[str] = []
         try:
-            self._rdd.mapPartitions(drop).count()
-        except Exception:  # noqa: BLE001 - the session may be stopping; the executors' dirs go with the app
-            logger.debug("could not delete blocks %s", set_id)
-        shutil.rmtree(os.path.join(_block_root(), set_id), ignore_errors=True)
-        self._rdd.unpersist()
+            left = self._rdd.mapPartitions(lambda _: _delete_set(set_id)).collect()
+        except Exception as exc:  # noqa: BLE001 - the session may be stopping
+            logger.warning("could not delete the blocks of set %s on the executors (%s); Spark removes them with "
+                           "the application", set_id, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        for tok in self.tokens:  # local mode and shared disks: the driver sees the paths itself
+            shutil.rmtree(tok[2], ignore_errors=True)
+        _delete_set(set_id)
+        if left:
+            logger.warning("block set %s: could not delete %s", set_id, sorted(set(left)))
+        try:
+            self._rdd.unpersist()
+        except Exception:  # noqa: BLE001 - a stopped context has nothing cached
+            pass
+        self._rdd = None
 
     def __enter__(self) -> "BlockSet":
         return self

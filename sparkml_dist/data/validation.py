@@ -15,6 +15,9 @@ import numpy as np
 class DataValidationError(ValueError):
     """Input data that an algorithm cannot use; the message names the column (or parameter) and what is wrong."""
 
+    #: the same input fails every attempt the same way: a barrier stage stops at once instead of being retried
+    retryable = False
+
 
 @dataclass
 class ColumnSpec:

@@ -28,8 +28,7 @@ from typing import Any, ClassVar
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasSeed
 
-#: the execution engines every distributed estimator offers (see ``HasEngine``)
-ENGINES = ("mapreduce", "bsp")
+from sparkml_dist.engine import ENGINES
 
 
 def stable_seed(name: str) -> int:

@@ -2,8 +2,8 @@
 
 :func:`run_barrier` runs a Python function on ``N`` Spark barrier tasks through
 ``DataFrame.mapInArrow(..., barrier=True)`` (which also works under Spark Connect, unlike ``rdd.barrier()``).
-Inside, the function receives a :class:`BarrierContext` with its ``rank``, ``world_size`` and ``peers`` and can
-``allgather`` / ``allreduce`` / ``broadcast`` Python objects and numpy arrays, and ``barrier()``.
+Inside, the function receives a :class:`BarrierContext` with its ``rank``, ``world_size``, ``peers`` and ``attempt``
+and can ``allgather`` / ``allreduce`` / ``broadcast`` Python objects and numpy arrays, and ``barrier()``.
 
 Transport. Every collective runs over a ``torch.distributed`` gloo group that this module sets up for the call:
 the driver hosts a ``TCPStore`` on ``spark.driver.host`` and the tasks rendezvous there, so the group is up in a few
@@ -12,10 +12,32 @@ costs ~1 s per call (the task side polls its RPC once a second), which a 20-iter
 used only as the fallback rendezvous when the driver cannot host the store (``rendezvous="spark"``, e.g. Spark Connect,
 where rank 0 hosts the store and publishes ``host:port`` through one ``allGather``).
 
-What every rank returns comes back to the driver, ordered by rank. An exception on any rank fails the call with that
-rank's traceback in :class:`BarrierTaskError`; ``timeout`` turns a hang into :class:`TimeoutError` (the Spark jobs are
-cancelled, and in-task collectives time out too). A call asking for more tasks than the cluster has free task slots
-fails at once with :class:`InsufficientSlotsError` instead of Spark's ten minutes of retries.
+Input. With ``df``, the stage's partitions follow one :class:`~sparkml_dist.runtime.layout.Layout`: a rank hosts
+whole partitions of ``df`` (several, contiguous, when it has more partitions than free slots), never a round-robin
+mixture; ``ctx.partitions`` says which, ``ctx.batches()`` yields their rows and ``ctx.partition_tables()`` one Arrow
+table per hosted partition. Only ``num_tasks`` *above* the partition count splits rows (``repartition``, logged).
+
+Retries. Spark re-runs a whole barrier stage when one of its tasks fails (``spark.task.maxFailures`` > 1, and in
+local mode ``local[N,F]``) -- but only a barrier *shuffle-map* stage ("Could not recover from a failed barrier
+ResultStage"), so the ranks' results go through a one-partition exchange before they are collected. Every stage
+attempt rendezvouses under its own store prefix (``call/a<attempt>``), so a retried attempt never sees the keys, the
+half-built gloo group or the ``first_error`` of the attempt before it. PySpark's task context does not expose the
+stage attempt, so the driver tells each task: while the stage runs it maps every task id of the stage to its attempt
+(the scheduler's status store, ``taskList(stage, attempt)``) and publishes ``call/tid/<task id> = attempt`` in the
+store, and a task waits for its own key (milliseconds) -- an exact answer, where counting joins or guessing from task
+ids would mis-assign a task of a half-started attempt. ``ctx.attempt`` tells the function which attempt it is (deep
+learning resumes from its checkpoint there; -1 under ``rendezvous="spark"``, where every attempt's store is new).
+
+Errors: one protocol. A rank that raises records a :class:`RankFailure` (rank, attempt, traceback and the pickled
+exception) in the driver's store, first failure of the attempt wins (peers failing afterwards, their gloo pairs
+closed, do not mask the cause). An exception that says ``retryable = False`` (input errors such as
+``DataValidationError``: every attempt would fail the same way) also marks the call fatal: the driver cancels the
+stage at once and re-raises *that exception itself*, its type intact, with the rank's traceback as a note. Anything
+else fails the task, Spark retries the stage, and once the attempts are spent the driver raises
+:class:`BarrierTaskError` carrying the last attempt's first failure (``.exception`` is the original).
+``timeout`` turns a hang into :class:`TimeoutError` (the Spark jobs are cancelled, and in-task collectives time out
+too). A call asking for more tasks than the cluster has *free* task slots (the JVM scheduler's count) fails at once
+with :class:`InsufficientSlotsError` instead of Spark's minutes of slot-check retries.
 
 Example::
 
@@ -28,6 +50,7 @@ Example::
 
 from __future__ import annotations
 
+import base64
 import datetime
 import logging
 import os
@@ -37,52 +60,151 @@ import socket
 import time
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from sparkml_dist.runtime.layout import PARTITION_COLUMN, ROUTE_COLUMN, Layout
+
 logger = logging.getLogger(__name__)
 
-_ERROR_MARK = "SPARKML_DIST_BARRIER_RANK_FAILED"
+_FAILURE_MARK = "SPARKML_DIST_RANK_FAILURE"
+_FAILURE_RE = re.compile(re.escape(_FAILURE_MARK) + r"<<<([A-Za-z0-9+/=]+)>>>")
 _REDUCE_OPS = ("sum", "max", "min")
+#: stage attempts the driver looks at for a failure record (Spark's spark.stage.maxConsecutiveAttempts is 4)
+_MAX_ATTEMPTS_SCANNED = 16
+
+
+# --- the error protocol ------------------------------------------------------------------------------------------
+@dataclass
+class RankFailure:
+    """What a failing rank reports to the driver (pickled into the store and into the task's error message)."""
+
+    rank: int
+    world_size: int
+    attempt: int
+    traceback: str
+    type_name: str
+    retryable: bool = True
+    exception: bytes | None = None
+    """the pickled exception (None when it does not pickle)"""
+
+    @classmethod
+    def capture(cls, exc: BaseException, rank: int, world_size: int, attempt: int) -> RankFailure:
+        try:
+            blob = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.loads(blob)  # some exceptions pickle but do not unpickle (required __init__ arguments)
+        except Exception:  # noqa: BLE001 - the traceback text still carries the cause
+            blob = None
+        return cls(rank, world_size, attempt, traceback.format_exc(), type(exc).__name__,
+                   bool(getattr(exc, "retryable", True)), blob)
+
+    def encode(self) -> str:
+        return base64.b64encode(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)).decode("ascii")
+
+    @staticmethod
+    def decode(text: str) -> RankFailure:
+        return pickle.loads(base64.b64decode(text))
+
+    @staticmethod
+    def find(text: str) -> RankFailure | None:
+        """The last failure record embedded in an error text (Spark wraps the task's message in its own)."""
+        found = _FAILURE_RE.findall(text or "")
+        return RankFailure.decode(found[-1]) if found else None
+
+    def original(self) -> BaseException | None:
+        if self.exception is None:
+            return None
+        try:
+            return pickle.loads(self.exception)
+        except Exception:  # noqa: BLE001
+            return None
 
 
 class BarrierTaskError(RuntimeError):
-    """A rank of a barrier call raised; ``rank`` and ``remote_traceback`` say where and what."""
+    """A rank of a barrier call raised; ``rank``, ``attempt``, ``remote_traceback`` and ``exception`` (the
+    original exception, when it could be pickled) say where and what."""
 
-    def __init__(self, rank: int, world_size: int, remote_traceback: str):
+    def __init__(self, rank: int, world_size: int, remote_traceback: str, exception: BaseException | None = None,
+                 attempt: int = 0):
         self.rank = rank
         self.world_size = world_size
         self.remote_traceback = remote_traceback
-        super().__init__(f"barrier task rank {rank} of {world_size} failed:\n{remote_traceback}")
+        self.exception = exception
+        self.attempt = attempt
+        super().__init__(f"barrier task rank {rank} of {world_size} failed (stage attempt {attempt}):\n"
+                         f"{remote_traceback}")
+
+    @classmethod
+    def from_failure(cls, failure: RankFailure) -> BarrierTaskError:
+        return cls(failure.rank, failure.world_size, failure.traceback.strip(), failure.original(), failure.attempt)
 
 
 class InsufficientSlotsError(RuntimeError):
-    """The cluster has fewer concurrent task slots than a barrier call needs."""
+    """The cluster has fewer free concurrent task slots than a barrier call needs."""
 
 
+# --- what a rank sees --------------------------------------------------------------------------------------------
 @dataclass
 class BarrierContext:
-    """What a function launched by :func:`run_barrier` sees: its rank, the world and the collectives."""
+    """What a function launched by :func:`run_barrier` sees: its rank, the world, its input and the collectives."""
 
     rank: int
     world_size: int
     peers: list[str]
     timeout: float = 600.0
+    attempt: int = 0
+    """Spark's stage attempt number: 0 first, 1.. on a retried stage (-1: unknown, ``rendezvous="spark"``)"""
+    partitions: tuple[int, ...] = ()
+    """the input partitions this rank hosts (see :class:`~sparkml_dist.runtime.layout.Layout`)"""
+    layout: Layout | None = None
     _task_ctx: Any = None
     _batches: Iterator | None = None
+    _tagged: bool = False
     bytes_sent: int = 0
     messages: int = 0
     _group: Any = None
+    _store: Any = field(default=None, repr=False)
 
     # --- data -------------------------------------------------------------------------------------------------
-    def batches(self) -> Iterator:
-        """The Arrow ``RecordBatch`` es of this rank's partition of the input DataFrame (once)."""
+    def _raw_batches(self) -> Iterator:
         if self._batches is None:
             return iter(())
         batches, self._batches = self._batches, None
         return batches
+
+    def batches(self) -> Iterator:
+        """The Arrow ``RecordBatch`` es of the partitions this rank hosts (once)."""
+        if not self._tagged:
+            return self._raw_batches()
+        return (b.drop_columns([PARTITION_COLUMN]) for b in self._raw_batches())
+
+    def partition_tables(self) -> dict[int, Any]:
+        """One Arrow table per hosted partition (``{partition id: Table}``, empty tables included), rows in their
+        partition's order. Raises :class:`~sparkml_dist.runtime.layout.LayoutError` if rows of a partition this
+        rank does not host arrived."""
+        import pyarrow as pa
+
+        batches = list(self._raw_batches())
+        if not self._tagged:
+            table = pa.Table.from_batches(batches) if batches else None
+            return {self.partitions[0]: table}
+        if not batches:
+            return {p: None for p in self.partitions}
+        table = pa.Table.from_batches(batches)
+        pids = table.column(PARTITION_COLUMN).to_numpy()
+        if self.layout is not None:
+            self.layout.check_received(self.rank, np.unique(pids))
+        table = table.drop_columns([PARTITION_COLUMN])
+        order = np.argsort(pids, kind="stable")  # rows of one partition keep their order
+        pids = pids[order]
+        table = table.take(pa.array(order))
+        out = {}
+        for p in self.partitions:
+            lo, hi = np.searchsorted(pids, [p, p + 1])
+            out[p] = table.slice(int(lo), int(hi - lo)) if hi > lo else table.schema.empty_table()
+        return out
 
     # --- collectives ------------------------------------------------------------------------------------------
     def barrier(self) -> None:
@@ -133,11 +255,17 @@ class BarrierContext:
         return self._group
 
     def stats(self) -> dict:
-        return {"rank": self.rank, "bytes_sent": self.bytes_sent, "messages": self.messages}
+        return {"rank": self.rank, "bytes_sent": self.bytes_sent, "messages": self.messages,
+                "attempt": self.attempt}
 
 
-def _init_group(ctx: BarrierContext, store_address: str | None, call_id: str, timeout: float) -> None:
-    """Join the call's gloo group: through the driver's TCPStore, or one that rank 0 hosts (Spark rendezvous)."""
+def _attempt_prefix(call_id: str, attempt: int) -> str:
+    return f"{call_id}/a{attempt}"
+
+
+def _init_group(ctx: BarrierContext, store_address: str | None, call_id: str, timeout: float) -> str:
+    """Join this attempt's gloo group: through the driver's TCPStore, or one that rank 0 hosts (Spark rendezvous).
+    Sets ``ctx.attempt`` and returns the attempt's store prefix."""
     import torch.distributed as dist
 
     if dist.is_initialized():  # a reused Python worker must not carry a group from an earlier task
@@ -157,13 +285,18 @@ def _init_group(ctx: BarrierContext, store_address: str | None, call_id: str, ti
     else:
         h, p = store_address.rsplit(":", 1)
         store = dist.TCPStore(h, int(p), None, False, delta)
+        key = f"{call_id}/tid/{ctx._task_ctx.taskAttemptId()}"
+        store.wait([key], delta)  # the driver publishes which stage attempt this task belongs to
+        ctx.attempt = int(store.get(key).decode())
+    ctx._store = store  # keep the client alive as long as the group (and let a failure be recorded)
+    prefix = _attempt_prefix(call_id, ctx.attempt)
     host = store_address.rsplit(":", 1)[0]
     if host.startswith("127.") or host == "localhost":
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group("gloo", store=dist.PrefixStore(call_id, store), rank=ctx.rank,
+    dist.init_process_group("gloo", store=dist.PrefixStore(prefix, store), rank=ctx.rank,
                             world_size=ctx.world_size, timeout=delta)
     ctx._group = dist.group.WORLD
-    ctx._store = store  # keep the client alive as long as the group
+    return prefix
 
 
 def _close_group() -> None:
@@ -174,37 +307,44 @@ def _close_group() -> None:
 
 
 class BarrierResults(list):
-    """Per-rank return values (ordered by rank), with ``stats`` (bytes, messages, seconds per rank)."""
+    """Per-rank return values (ordered by rank), with ``stats`` (bytes, messages, seconds, attempt per rank) and
+    the ``layout`` the stage ran with."""
 
     stats: list[dict]
     seconds: float
+    layout: Layout | None
+
+
+def _jvm_slots(sc) -> tuple[int, int]:
+    """(total, running) task slots as the JVM scheduler sees them (py4j; raises under Spark Connect)."""
+    jsc = sc._jsc.sc()
+    rp = jsc.resourceProfileManager().defaultResourceProfile()
+    total = int(jsc.maxNumConcurrentTasks(rp))
+    infos = jsc.statusTracker().getExecutorInfos()
+    running = sum(int(info.numRunningTasks()) for info in infos)
+    return total, running
 
 
 def available_slots(spark, wait: float = 0.0, at_least: int = 1) -> int:
-    """Concurrent task slots of the cluster; waits up to ``wait`` seconds for ``at_least`` slots to register."""
+    """*Free* concurrent task slots: the JVM scheduler's ``maxNumConcurrentTasks`` (cores / ``spark.task.cpus``
+    over the registered executors, ``local[*]`` resolved by the JVM) minus the tasks running now. Waits up to
+    ``wait`` seconds for ``at_least`` free slots (executors registering, other jobs finishing)."""
     sc = spark.sparkContext
-    master = sc.master
     task_cpus = int(sc.getConf().get("spark.task.cpus", "1"))
-    if master == "local":
-        return 1
-    m = re.match(r"local\[(\*|\d+)", master)
-    if m:
-        n = (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1))
-        return max(1, n // task_cpus)
     deadline = time.monotonic() + wait
     while True:
         try:
-            jsc = sc._jsc.sc()
-            rp = jsc.resourceProfileManager().defaultResourceProfile()
-            slots = int(jsc.maxNumConcurrentTasks(rp))
+            total, running = _jvm_slots(sc)
+            free = max(0, total - running)  # a running task holds spark.task.cpus cores, i.e. one slot
         except Exception:  # noqa: BLE001 - Spark Connect or an API change: fall back to the scheduler's view
-            slots = int(sc.defaultParallelism) // task_cpus
-        if slots >= at_least or time.monotonic() >= deadline:
-            return slots
+            free = int(sc.defaultParallelism) // task_cpus
+        if free >= at_least or time.monotonic() >= deadline:
+            return free
         time.sleep(0.25)
 
 
-def _make_task(fn: Callable, args: tuple, kwargs: dict, timeout: float, store_address: str | None, call_id: str):
+def _make_task(fn: Callable, args: tuple, kwargs: dict, timeout: float, store_address: str | None, call_id: str,
+               layout: Layout | None, tagged: bool):
     """The mapInArrow function shipped to every barrier task."""
 
     def task(batches):
@@ -214,25 +354,31 @@ def _make_task(fn: Callable, args: tuple, kwargs: dict, timeout: float, store_ad
         tctx = BarrierTaskContext.get()
         rank = tctx.partitionId()
         infos = tctx.getTaskInfos()
+        hosted = layout.groups[rank] if layout is not None else (rank,)
         ctx = BarrierContext(rank=rank, world_size=len(infos), peers=[i.address for i in infos], timeout=timeout,
-                             _task_ctx=tctx, _batches=batches)
+                             attempt=-1, partitions=tuple(hosted), layout=layout, _task_ctx=tctx,
+                             _batches=batches, _tagged=tagged)
+        prefix = _attempt_prefix(call_id, -1)
         start = time.perf_counter()
         try:
-            _init_group(ctx, store_address, call_id, timeout)
+            prefix = _init_group(ctx, store_address, call_id, timeout)
             result = fn(ctx, *args, **kwargs)
             # drain whatever input the function did not read, so the Python worker can be reused
-            for _ in ctx.batches():
+            for _ in ctx._raw_batches():
                 pass
-        except BaseException as exc:  # noqa: BLE001 - re-raised with the rank attached
-            message = f"{_ERROR_MARK}[{rank}/{len(infos)}]<<<{traceback.format_exc()}>>>"
-            store = getattr(ctx, "_store", None)
+        except BaseException as exc:  # noqa: BLE001 - reported through the one error protocol, then re-raised
+            failure = RankFailure.capture(exc, rank, len(infos), ctx.attempt)
+            encoded = failure.encode()
+            store = ctx._store
             if store is not None:
-                # first failure wins: peers that fail afterwards (their gloo pair closed) do not mask the cause
-                try:
-                    store.compare_set(f"{call_id}/first_error", "", message)
-                except Exception:  # noqa: BLE001 - the store may be gone; the Spark error still carries the cause
+                try:  # first failure of this attempt wins; a non-retryable one also tells the driver to stop now
+                    store.compare_set(f"{prefix}/first_error", "", encoded)
+                    if not failure.retryable:
+                        store.compare_set(f"{call_id}/fatal", "", encoded)
+                except Exception:  # noqa: BLE001 - the store may be gone; the Spark error still carries the record
                     pass
-            raise RuntimeError(message) from exc
+            raise RuntimeError(f"rank {rank}/{len(infos)} (stage attempt {ctx.attempt}) failed: "
+                               f"{type(exc).__name__}: {exc}\n{_FAILURE_MARK}<<<{encoded}>>>") from exc
         finally:
             _close_group()
         stats = ctx.stats()
@@ -244,12 +390,88 @@ def _make_task(fn: Callable, args: tuple, kwargs: dict, timeout: float, store_ad
     return task
 
 
-def _raise_rank_error(exc: BaseException, first: str | None = None) -> None:
-    text = first or str(exc)
-    m = re.search(re.escape(_ERROR_MARK) + r"\[(\d+)/(\d+)\]<<<(.*?)>>>", text, re.S)
-    if m:
-        raise BarrierTaskError(int(m.group(1)), int(m.group(2)), m.group(3).strip()) from None
-    raise exc
+class _AttemptPublisher:
+    """Driver side of the per-attempt namespaces: publishes ``call/tid/<task id> = stage attempt`` for every task
+    of the call's jobs, from the scheduler's status store (py4j)."""
+
+    def __init__(self, sc, group: str, store, call_id: str):
+        self.sc, self.group, self.store, self.call_id = sc, group, store, call_id
+        self.status = sc._jsc.sc().statusStore()
+        self.done: set[tuple[int, int]] = set()
+
+    def poll(self) -> bool:
+        """Publish what is new; True if something was (a stage attempt starting: poll again soon)."""
+        new = False
+        tracker = self.sc.statusTracker()
+        for job in tracker.getJobIdsForGroup(self.group):
+            info = tracker.getJobInfo(job)
+            for sid in (info.stageIds if info else ()):
+                stage = tracker.getStageInfo(sid)
+                if stage is None:
+                    continue
+                for attempt in range(stage.currentAttemptId + 1):
+                    if (sid, attempt) in self.done:
+                        continue
+                    tasks = self.status.taskList(sid, attempt, 1 << 20)
+                    n = int(tasks.size())
+                    for i in range(n):
+                        self.store.set(f"{self.call_id}/tid/{int(tasks.apply(i).taskId())}", str(attempt))
+                    new = new or n > 0
+                    if n >= stage.numTasks or attempt < stage.currentAttemptId:
+                        self.done.add((sid, attempt))
+        return new
+
+
+def _store_get(store, key: str) -> str | None:
+    try:
+        if store.check([key]):
+            value = store.get(key).decode()
+            return value or None
+    except Exception:  # noqa: BLE001 - a store that is gone has nothing to say
+        return None
+    return None
+
+
+def _last_failure(store, call_id: str) -> RankFailure | None:
+    """The first failure of the latest stage attempt that recorded one."""
+    if store is None:
+        return None
+    for attempt in range(_MAX_ATTEMPTS_SCANNED - 1, -1, -1):
+        text = _store_get(store, f"{_attempt_prefix(call_id, attempt)}/first_error")
+        if text:
+            return RankFailure.decode(text)
+    return None
+
+
+def _raise_failure(failure: RankFailure) -> None:
+    """The protocol's driver side: a non-retryable exception is raised as itself, anything else as
+    :class:`BarrierTaskError`."""
+    original = failure.original()
+    if original is not None and not failure.retryable:
+        original.add_note(f"raised on barrier rank {failure.rank} of {failure.world_size} (stage attempt "
+                          f"{failure.attempt}):\n{failure.traceback.strip()}")
+        raise original.with_traceback(None) from None
+    raise BarrierTaskError.from_failure(failure) from None
+
+
+def _stage_input(df, num_tasks: int, free: int) -> tuple[Any, Layout | None, bool]:
+    """The DataFrame the stage maps over, the layout it follows and whether rows carry their partition id."""
+    from pyspark.sql import functions as F
+
+    parts = df.rdd.getNumPartitions()
+    if parts == num_tasks:
+        return df, Layout.plan(parts, max(free, num_tasks), num_tasks), False
+    if parts > num_tasks:
+        layout = Layout.plan(parts, max(free, num_tasks), num_tasks)
+        keys = layout.routing_keys()
+        tagged = df.withColumn(PARTITION_COLUMN, F.spark_partition_id())
+        route = F.element_at(F.array(*[F.lit(k) for k in keys]), F.col(PARTITION_COLUMN) + 1)
+        moved = tagged.withColumn(ROUTE_COLUMN, route.cast("int")).repartition(num_tasks, ROUTE_COLUMN)
+        logger.info("barrier input: %s", layout.describe())
+        return moved.drop(ROUTE_COLUMN), layout, True
+    logger.warning("barrier input: %d partitions for %d ranks; rows are dealt round-robin (repartition) so that "
+                   "every rank gets some -- pass num_tasks <= partitions to keep partitions whole", parts, num_tasks)
+    return df.repartition(num_tasks), None, False
 
 
 def run_barrier(fn: Callable[..., Any], num_tasks: int | None = None, *, spark=None, df=None,
@@ -262,16 +484,26 @@ def run_barrier(fn: Callable[..., Any], num_tasks: int | None = None, *, spark=N
     fn : callable
         Receives a :class:`BarrierContext`; must be picklable by cloudpickle.
     num_tasks : int, optional
-        World size. Defaults to the partitions of ``df``, else the cluster's task slots.
+        World size. Defaults to ``min(partitions of df, free slots)``, else the free task slots.
     spark : SparkSession, optional
         Defaults to the active session.
     df : DataFrame, optional
-        Input; it is repartitioned to ``num_tasks`` if needed and each rank reads its partition with ``ctx.batches()``.
+        Input. With more partitions than ``num_tasks`` each rank hosts several whole partitions (see
+        :class:`~sparkml_dist.runtime.layout.Layout`); ``ctx.batches()`` / ``ctx.partition_tables()`` read them.
     timeout : float, optional
-        Seconds before the stage is cancelled and :class:`TimeoutError` raised; ``None`` waits forever.
+        Seconds before the stage (all its attempts) is cancelled and :class:`TimeoutError` raised; ``None`` waits
+        forever.
     rendezvous : {"driver", "spark"}
         Where the gloo group's TCPStore lives: on the driver (fast), or on rank 0 with its address shared through
         ``BarrierTaskContext.allGather`` (for drivers the executors cannot reach, such as Spark Connect clients).
+
+    Raises
+    ------
+    BarrierTaskError
+        A rank failed with a retryable error on the last stage attempt.
+    Exception
+        A rank's non-retryable exception (``retryable = False``, e.g. ``DataValidationError``), as itself.
+    InsufficientSlotsError, TimeoutError, ValueError
     """
     from pyspark import InheritableThread
     from pyspark.sql import SparkSession
@@ -279,24 +511,27 @@ def run_barrier(fn: Callable[..., Any], num_tasks: int | None = None, *, spark=N
     spark = spark or (df.sparkSession if df is not None else SparkSession.getActiveSession())
     if spark is None:
         raise RuntimeError("run_barrier needs a SparkSession: pass spark= or create one with get_spark()")
-    slots = available_slots(spark)
-    if num_tasks is None:
-        num_tasks = df.rdd.getNumPartitions() if df is not None else slots
-    if not isinstance(num_tasks, int) or num_tasks < 1:
-        raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}")
-    if slots < num_tasks:
-        slots = available_slots(spark, wait=slot_wait, at_least=num_tasks)
-    if slots < num_tasks:
-        raise InsufficientSlotsError(
-            f"barrier stage needs {num_tasks} concurrent task slots but the cluster ({spark.sparkContext.master}) "
-            f"has {slots}; lower num_tasks or add executors/cores")
-
-    if df is None:
-        source = spark.range(0, num_tasks, 1, num_tasks)
-    else:
-        source = df if df.rdd.getNumPartitions() == num_tasks else df.repartition(num_tasks)
     if rendezvous not in ("driver", "spark"):
         raise ValueError(f"rendezvous must be 'driver' or 'spark', got {rendezvous!r}")
+    free = available_slots(spark)
+    if num_tasks is None and df is not None:
+        parts = df.rdd.getNumPartitions()
+        num_tasks = Layout.plan(parts, free).world_size if parts and free else max(1, free)
+    elif num_tasks is None:
+        num_tasks = free
+    if not isinstance(num_tasks, int) or num_tasks < 1:
+        raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}")
+    if free < num_tasks:
+        free = available_slots(spark, wait=slot_wait, at_least=num_tasks)
+    if free < num_tasks:
+        raise InsufficientSlotsError(
+            f"barrier stage needs {num_tasks} concurrent task slots but the cluster ({spark.sparkContext.master}) "
+            f"has {free} free; lower num_tasks or add executors/cores")
+
+    if df is None:
+        source, layout, tagged = spark.range(0, num_tasks, 1, num_tasks), None, False
+    else:
+        source, layout, tagged = _stage_input(df, num_tasks, free)
     sc = spark.sparkContext
     call_id = uuid.uuid4().hex[:12]
     group = f"sparkml_dist-barrier-{call_id}"
@@ -309,8 +544,10 @@ def run_barrier(fn: Callable[..., Any], num_tasks: int | None = None, *, spark=N
         host = sc.getConf().get("spark.driver.host", None) or socket.gethostname()
         store = dist.TCPStore(host, 0, None, True, datetime.timedelta(seconds=task_timeout), wait_for_workers=False)
         store_address = f"{host}:{store.port}"
-    task = _make_task(fn, tuple(args), dict(kwargs or {}), task_timeout, store_address, call_id)
-    out_df = source.mapInArrow(task, "rank int, payload binary", barrier=True)
+    task = _make_task(fn, tuple(args), dict(kwargs or {}), task_timeout, store_address, call_id, layout, tagged)
+    # the exchange makes the barrier stage a shuffle-map stage, which Spark can re-attempt (a result stage it cannot)
+    out_df = source.mapInArrow(task, "rank int, payload binary", barrier=True).repartition(1)
+    publisher = _AttemptPublisher(sc, group, store, call_id) if store is not None else None
     box: dict[str, Any] = {}
 
     def collect():
@@ -323,27 +560,40 @@ def run_barrier(fn: Callable[..., Any], num_tasks: int | None = None, *, spark=N
     start = time.perf_counter()
     thread = InheritableThread(target=collect, daemon=True)
     thread.start()
-    thread.join(timeout)
-    alive = thread.is_alive()
-    if alive:
+    deadline = None if timeout is None else start + timeout
+    fatal = None
+    quiet_since = time.perf_counter()
+    while thread.is_alive():
+        # fast while tasks are starting (they wait for their attempt number), slow once everything is published
+        fast = store is not None and time.perf_counter() - quiet_since < 3.0
+        thread.join(0.03 if fast else 0.5)
+        if publisher is not None and thread.is_alive() and publisher.poll():
+            quiet_since = time.perf_counter()
+        if store is not None and thread.is_alive():
+            fatal = _store_get(store, f"{call_id}/fatal")
+            if fatal:  # a non-retryable error: every further attempt would fail the same way
+                sc.cancelJobGroup(group)
+                thread.join(30)
+                break
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    if thread.is_alive() and not fatal:
         sc.cancelJobGroup(group)
         thread.join(30)
-    if alive:
         del store
         raise TimeoutError(f"barrier stage with {num_tasks} tasks did not finish within {timeout} s; its jobs were "
                            "cancelled")
+    if fatal:
+        _raise_failure(RankFailure.decode(fatal))
     if "error" in box:
-        first = None
-        if store is not None:
-            try:
-                if store.check([f"{call_id}/first_error"]):
-                    first = store.get(f"{call_id}/first_error").decode()
-            except Exception:  # noqa: BLE001
-                first = None
-        _raise_rank_error(box["error"], first)
+        failure = _last_failure(store, call_id) or RankFailure.find(str(box["error"]))
+        if failure is None:
+            raise box["error"]
+        _raise_failure(failure)
     rows = sorted(box["rows"], key=lambda r: r["rank"])
     results = BarrierResults()
     results.stats = []
+    results.layout = layout
     for row in rows:
         value, stats = pickle.loads(row["payload"])
         results.append(value)
