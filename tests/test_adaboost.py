@@ -7,7 +7,7 @@ import pytest
 from sklearn.ensemble import AdaBoostClassifier as SkAdaBoost
 
 from sparkml_dist.classification import AdaBoostClassificationModel, AdaBoostClassifier
-from sparkml_dist.classification.boosting import boost_local
+from sparkml_dist.classification.ensemble import boost_local
 from sparkml_dist.classification.stumps import sklearn_feature_order, tree_seeds
 from sparkml_dist.data.sources import bundled_arrays, from_numpy, load
 

@@ -24,12 +24,11 @@ from pyspark.ml import Estimator, Model
 from pyspark.ml.linalg import DenseVector, Vectors
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
-from sparkml_dist.classification.boosting import TRAINERS, StumpEnsemble
-from sparkml_dist.classification.boosting_bsp import fit_exact_bsp
-from sparkml_dist.classification.params import AdaBoostParams, check_classes
+from sparkml_dist.classification.boosting import fit_adaboost
+from sparkml_dist.classification.ensemble import StumpEnsemble
+from sparkml_dist.classification.params import AdaBoostParams, classes_check
 from sparkml_dist.classification.prediction_columns import add_prediction_columns
-from sparkml_dist.data.blocks import to_blocks
-from sparkml_dist.data.validation import ColumnSpec
+from sparkml_dist.engine import launch, spec_for
 from sparkml_dist.ml.persistence import ArrayPersistable
 from sparkml_dist.ml.summary import HasTrainingSummary, TrainingSummary
 
@@ -59,9 +58,10 @@ class AdaBoostClassifier(Estimator, AdaBoostParams, DefaultParamsReadable, Defau
         ``exact``: centralised AdaBoost with one MapReduce pass per round. ``lazarevic``: Lazarevic & Obradovic's
         site ensembles. ``pl``: AdaBoost.PL (one pass, approximate). See :mod:`sparkml_dist.classification.boosting`.
     engine : {"mapreduce", "bsp"}, default "mapreduce"
-        For ``exact``: ``mapreduce`` runs one Spark job per round over blocks resident on the executors;
-        ``bsp`` runs the whole loop in one barrier stage with the histograms allreduced (much less scheduling per
-        round; needs as many free task slots as ranks). Same stumps either way.
+        ``mapreduce`` runs one Spark job per data pass over blocks resident on the executors; ``bsp`` runs the whole
+        loop in one barrier stage with the partial results allreduced (much less scheduling per round; a rank hosts
+        whole partitions when there are more partitions than free task slots). Same model either way, for every
+        algorithm (:mod:`sparkml_dist.classification.boosting` is written once against :mod:`sparkml_dist.engine`).
     seed : int
         scikit-learn's ``random_state``: it fixes the order features are visited in, which decides between exactly
         tied stumps (e.g. two features splitting the data the same way). Same seed, same stumps as scikit-learn.
@@ -159,24 +159,18 @@ class AdaBoostClassifier(Estimator, AdaBoostParams, DefaultParamsReadable, Defau
         start = time.perf_counter()
         # sklearn's random_state; a Param default seed is a hash of the class name, fine as an integer seed
         seed = int(self.getSeed()) % (2 ** 32) if self.getSeed() is not None else None
-        if self.getEngine() == "bsp":
-            spec = ColumnSpec(self.getFeaturesCol(), self.getLabelCol(), weight_col or None, "classes")
-            data = dataset.repartition(self.getNumPartitions()) if self.getNumPartitions() else dataset
-            ensemble, rows = fit_exact_bsp(data, spec, self.getMaxIter(), self.getLearningRate(), self.getMaxBins(),
-                                           seed)
-        else:
-            with to_blocks(dataset, self.getFeaturesCol(), self.getLabelCol(), weight_col or None, dtype=np.float32,
-                           numPartitions=self.getNumPartitions() or None) as blocks:
-                n_classes = check_classes(blocks.stats.label_counts, self.getLabelCol())
-                weight_sum = blocks.stats.weight_sum if weight_col else float(blocks.num_rows)
-                ensemble = TRAINERS[self.getAlgorithm()](blocks, n_classes, self.getMaxIter(),
-                                                         self.getLearningRate(), self.getMaxBins(), seed, weight_sum)
-                rows = blocks.num_rows
+        spec = spec_for(self.getFeaturesCol(), weight_col, self.getLabelCol(), "classes")
+        data = dataset.repartition(self.getNumPartitions()) if self.getNumPartitions() else dataset
+        run = launch(self.getEngine(), data, spec, fit_adaboost,
+                     (self.getAlgorithm(), self.getMaxIter(), self.getLearningRate(), self.getMaxBins(), seed),
+                     classes_check(self.getLabelCol()), dtype=np.float32)
+        ensemble, rows = run.result, run.stats.rows
         fit_time = time.perf_counter() - start
         logger.info("adaboost %s/%s: %d rounds on %d rows in %.2fs", self.getAlgorithm(), self.getEngine(),
                     len(ensemble.alpha), rows, fit_time)
         summary = AdaBoostTrainingSummary(numIter=len(ensemble.alpha), engine=self.getEngine(), fitTime=fit_time,
                                           iterationTimes=[float(h.get("seconds", 0.0)) for h in ensemble.history],
+                                          loadTime=run.load_seconds, bytesCommunicated=run.bytes_communicated,
                                           algorithm=self.getAlgorithm(), numRows=int(rows))
         return self._copyValues(AdaBoostClassificationModel(ensemble, summary))
 

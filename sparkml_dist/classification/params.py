@@ -6,11 +6,13 @@ Values are type-converted when set and checked once, at ``fit``, against each mi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyspark.ml.param import TypeConverters
 from pyspark.ml.param.shared import (HasFeaturesCol, HasLabelCol, HasMaxIter, HasPredictionCol, HasProbabilityCol,
                                      HasRawPredictionCol, HasTol, HasWeightCol)
 
-from sparkml_dist.data.validation import DataValidationError
+from sparkml_dist.data.validation import DataValidationError, ScanStats
 from sparkml_dist.ml.params import Either, HasEngine, HasStableSeed, Interval, OneOf, Satisfies, typed_param
 
 ALGORITHMS = ("exact", "lazarevic", "pl")
@@ -42,12 +44,6 @@ class _ClassifierParams(HasFeaturesCol, HasLabelCol, HasPredictionCol, HasRawPre
         return self.getOrDefault(self.numPartitions)
 
 
-def _bsp_runs_exact_only(p: AdaBoostParams) -> str | None:
-    if p.getEngine() == "bsp" and p.getAlgorithm() != "exact":
-        return f"engine='bsp' runs algorithm='exact' only, not {p.getAlgorithm()!r}"
-    return None
-
-
 class AdaBoostParams(_ClassifierParams, HasWeightCol, HasProbabilityCol, HasMaxIter, HasStableSeed):
     """Params of :class:`~sparkml_dist.classification.adaboost.AdaBoostClassifier` and its model."""
 
@@ -63,7 +59,6 @@ class AdaBoostParams(_ClassifierParams, HasWeightCol, HasProbabilityCol, HasMaxI
         "learningRate": _POSITIVE,
         "maxBins": Either((OneOf((0,)), Interval(2)), "0 (exact thresholds) or >= 2"),
     }
-    _rules = (_bsp_runs_exact_only,)
 
     def __init__(self) -> None:
         super().__init__()
@@ -165,6 +160,16 @@ class SVCParams(_ClassifierParams, HasMaxIter, HasTol):
 
     def getKernelMemoryMB(self) -> float:
         return self.getOrDefault(self.kernelMemoryMB)
+
+
+def classes_check(labelCol: str) -> Callable[[ScanStats], None]:
+    """The engine's data check of a classifier: at least two classes (run on the validated statistics, before any
+    training pass, on either engine)."""
+
+    def check(stats: ScanStats) -> None:
+        check_classes(stats.label_counts, labelCol)
+
+    return check
 
 
 def check_classes(label_counts: dict, labelCol: str) -> int:
