@@ -22,42 +22,17 @@ from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
-from sparkml_dist.classification.cascade import SolverConfig, fit_cascade, fit_dpsvm
-from sparkml_dist.classification.kernel_svm import KernelSpec, SVCSolution, compute_gamma
-from sparkml_dist.classification.params import SVCParams, check_classes
+from sparkml_dist.classification.cascade import fit_svm
+from sparkml_dist.classification.kernel_svm import KernelSpec, SVCSolution
+from sparkml_dist.classification.params import SVCParams, classes_check
 from sparkml_dist.classification.prediction_columns import add_prediction_columns
-from sparkml_dist.data.blocks import to_blocks
+from sparkml_dist.engine import launch, spec_for
 from sparkml_dist.ml.persistence import ArrayPersistable
 from sparkml_dist.ml.summary import HasTrainingSummary, TrainingSummary
 
 logger = logging.getLogger(__name__)
 
 _SOLUTION_ARRAYS = ("classes", "support_ids", "support_vectors", "support_y", "dual_coef", "intercept", "n_support")
-
-
-def feature_moments(X: np.ndarray) -> tuple[float, float, float]:
-    """``(count, mean, M2)`` of all entries of a feature matrix (for ``gamma='scale'``; merge with
-    :func:`_merge_moments`)."""
-    if X.size == 0:
-        return 0.0, 0.0, 0.0
-    X = np.asarray(X, dtype=np.float64)
-    mean = float(X.mean())
-    return float(X.size), mean, float(((X - mean) ** 2).sum())
-
-
-def _moments(block):
-    return feature_moments(block.X) if block.n_rows else (0.0, 0.0, 0.0)
-
-
-def _merge_moments(a, b):
-    """Chan et al.'s parallel variance: no cancellation from sum-of-squares."""
-    na, ma, sa = a
-    nb, mb, sb = b
-    n = na + nb
-    if n == 0:
-        return a
-    delta = mb - ma
-    return n, ma + delta * nb / n, sa + sb + delta * delta * na * nb / n
 
 
 class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWritable):
@@ -79,7 +54,7 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
         Polynomial kernel settings, as scikit-learn. (``sigmoid`` is refused: not positive semi-definite, so
         the cascade has no single optimum to converge to.)
     mode : {"cascade", "mrsmo", "dpsvm"}, default "cascade"
-        See :mod:`sparkml_dist.classification.cascade`.
+        See :mod:`sparkml_dist.classification.cascade` and :mod:`sparkml_dist.classification.dpsvm`.
     maxPasses : int, default 5
         ``cascade``: feedback passes at most. ``dpsvm``: ring circulations at most (``maxPasses * partitions``
         exchange rounds; ``maxPasses`` rounds for the complete topology). Ignored by ``mrsmo`` (one pass).
@@ -102,9 +77,10 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
         in-memory kernel matrix (RBF: float32, 4 n^2 bytes; linear/poly: float64, 8 n^2 bytes); a merge whose
         matrix exceeds this holds its deep bounded SVs at C to fit, else runs libsvm from zero. 0: libsvm everywhere.
     engine : {"mapreduce", "bsp"}, default "mapreduce"
-        ``cascade``/``mrsmo``: Spark jobs over resident blocks (every step a job; works on any cluster), or the whole
-        cascade in one barrier stage (:mod:`~sparkml_dist.classification.cascade_bsp`; needs a free task slot per
-        partition, the input is repartitioned to the free slots if it has more partitions). Same model.
+        Spark jobs over resident blocks (every step a job; works on any cluster), or the whole fit in one barrier
+        stage (SV sets exchanged by gloo collectives; a rank hosts whole partitions when there are more partitions
+        than free task slots). Every mode on either engine, the same model: the trainers are written once against
+        :mod:`sparkml_dist.engine`.
 
     Notes
     -----
@@ -208,44 +184,13 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
     def _fit(self, dataset) -> CascadeSVCModel:
         self._validate_params()
         start = time.perf_counter()
-        if self.getEngine() == "bsp":
-            return self._fit_bsp(dataset, start)
-        with to_blocks(dataset, self.getFeaturesCol(), self.getLabelCol(), None, dtype=np.float64,
-                       numPartitions=self.getNumPartitions() or None) as blocks:
-            n_classes = check_classes(blocks.stats.label_counts, self.getLabelCol())
-            variance = 0.0
-            if self.getGamma() == "scale":
-                n, _, m2 = blocks.aggregate(_moments, combine=_merge_moments)
-                variance = m2 / n
-            args = self._kernel_args()
-            kernel = KernelSpec(args["kernel"], compute_gamma(args["gamma"], blocks.n_features, variance),
-                                args["degree"], args["coef0"])
-            cfg = SolverConfig(kernel, n_classes=n_classes, **self._solver_args())
-            # global row ids: partition p's rows start after all rows of the partitions before it
-            counts = {t[0]: int(t[3]) for t in blocks.tokens}
-            offsets, acc = {}, 0
-            for p in sorted(counts):
-                offsets[p] = acc
-                acc += counts[p]
-            mode = self.getMode()
-            max_passes = self.getMaxPasses()
-            if mode == "dpsvm":
-                result = fit_dpsvm(blocks, offsets, cfg, max_passes, self.getTopology(), self.getTol())
-            else:
-                result = fit_cascade(blocks, offsets, cfg, max_passes, self.getTol(), feedback=mode == "cascade")
-        return self._model(result, kernel, n_classes, blocks.n_features, mode, start)
-
-    def _fit_bsp(self, dataset, start: float) -> CascadeSVCModel:
-        from sparkml_dist.classification.cascade_bsp import fit_cascade_bsp
-        from sparkml_dist.data.validation import ColumnSpec
-
-        spec = ColumnSpec(self.getFeaturesCol(), self.getLabelCol(), None, "classes")
-        df = dataset.repartition(self.getNumPartitions()) if self.getNumPartitions() else dataset
-        mode = self.getMode()
-        result, kernel, n_classes, n_features = fit_cascade_bsp(
-            df, spec, self._kernel_args(), self._solver_args(), self.getMaxPasses(),
-            self.getTol(), feedback=mode == "cascade")
-        return self._model(result, kernel, n_classes, n_features, f"{mode} (bsp)", start)
+        spec = spec_for(self.getFeaturesCol(), None, self.getLabelCol(), "classes")
+        data = dataset.repartition(self.getNumPartitions()) if self.getNumPartitions() else dataset
+        run = launch(self.getEngine(), data, spec, fit_svm,
+                     (self.getMode(), self._kernel_args(), self._solver_args(), self.getMaxPasses(), self.getTol(),
+                      self.getTopology()), classes_check(self.getLabelCol()), dtype=np.float64)
+        result, kernel, n_classes = run.result
+        return self._model(run, result, kernel, n_classes, int(run.stats.n_features or 0), start)
 
     def _kernel_args(self) -> dict:
         """The kernel settings, ``gamma`` still unresolved ('scale' needs the data)."""
@@ -258,14 +203,16 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
                 "max_iter": self.getMaxIter(), "kernel_memory": self.getKernelMemoryMB() * 2**20,
                 "leaf_size": self.getLeafSize()}
 
-    def _model(self, result, kernel: KernelSpec, n_classes: int, n_features: int, label: str,
+    def _model(self, run, result, kernel: KernelSpec, n_classes: int, n_features: int,
                start: float) -> CascadeSVCModel:
-        logger.info("svm %s: %d passes, %d SVs, objective %.6g, %.2fs", label, result.passes,
-                    len(result.solution.support_ids), result.solution.objective, time.perf_counter() - start)
+        logger.info("svm %s (%s): %d passes, %d SVs, objective %.6g, %.2fs", self.getMode(), self.getEngine(),
+                    result.passes, len(result.solution.support_ids), result.solution.objective,
+                    time.perf_counter() - start)
         history = result.history
         summary = CascadeSVCTrainingSummary(numIter=result.passes, converged=result.converged,
                                             engine=self.getEngine(), fitTime=time.perf_counter() - start,
                                             iterationTimes=[float(h.get("seconds", 0.0)) for h in history],
+                                            loadTime=run.load_seconds, bytesCommunicated=run.bytes_communicated,
                                             mode=self.getMode(), dualObjective=float(result.solution.objective),
                                             history=history)
         model = CascadeSVCModel(result.solution, kernel, n_classes, n_features, summary)

@@ -74,12 +74,6 @@ class AdaBoostParams(_ClassifierParams, HasWeightCol, HasProbabilityCol, HasMaxI
         return self.getOrDefault(self.algorithm)
 
 
-def _bsp_runs_cascade_and_mrsmo(p: SVCParams) -> str | None:
-    if p.getEngine() == "bsp" and p.getMode() == "dpsvm":
-        return "engine='bsp' runs mode='cascade' or 'mrsmo', not 'dpsvm'"
-    return None
-
-
 class SVCParams(_ClassifierParams, HasMaxIter, HasTol):
     """Params of :class:`~sparkml_dist.classification.cascade_svc.CascadeSVC` and its model."""
 
@@ -120,7 +114,6 @@ class SVCParams(_ClassifierParams, HasMaxIter, HasTol):
         "cacheSize": Interval(0, None, closed="neither", note="(MB)"),
         "maxIter": Either((OneOf((-1,)), Interval(1)), "-1 (no limit) or >= 1"),
     }
-    _rules = (_bsp_runs_cascade_and_mrsmo,)
 
     def __init__(self) -> None:
         super().__init__()
