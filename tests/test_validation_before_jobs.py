@@ -63,13 +63,15 @@ def test_the_counter_sees_barrier_jobs(spark):
 def test_bad_params_and_schemas_start_no_job(spark, iris, engine):
     _, _, df = iris
     cases = [
-        (ValueError, "algorithm='boost' is not supported", lambda: AdaBoostClassifier(algorithm="boost", engine=engine)),
+        (ValueError, "algorithm='boost' is not supported",
+         lambda: AdaBoostClassifier(algorithm="boost", engine=engine)),
         (ValueError, "learningRate=0.0: learningRate must be > 0",
          lambda: AdaBoostClassifier(learningRate=0.0, engine=engine)),
         (ValueError, "maxBins=1", lambda: AdaBoostClassifier(maxBins=1, engine=engine)),
         (DataValidationError, "featuresCol='nope': no such column",
          lambda: AdaBoostClassifier(featuresCol="nope", engine=engine)),
-        (DataValidationError, "weightCol='w': no such column", lambda: AdaBoostClassifier(weightCol="w", engine=engine)),
+        (DataValidationError, "weightCol='w': no such column",
+         lambda: AdaBoostClassifier(weightCol="w", engine=engine)),
         (ValueError, "C=0.0: C must be > 0", lambda: CascadeSVC(C=0.0, engine=engine)),
         (ValueError, "kernel='sigmoid' is not supported", lambda: CascadeSVC(kernel="sigmoid", engine=engine)),
         (ValueError, "engine='spmd' is not supported", lambda: CascadeSVC(engine="spmd")),

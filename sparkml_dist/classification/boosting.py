@@ -37,11 +37,26 @@ from functools import partial
 
 import numpy as np
 
-from sparkml_dist.classification.ensemble import (StumpEnsemble, boost_local, clip_weights, local_binning,
-                                                  reweight, samme_step, samme_weight)
-from sparkml_dist.classification.stumps import (Binning, Stump, best_stump, class_histogram, combine_ranges,
-                                                merge_summaries, sklearn_feature_order, summarize_column,
-                                                tree_seeds)
+from sparkml_dist.classification.ensemble import (
+    StumpEnsemble,
+    boost_local,
+    clip_weights,
+    local_binning,
+    reweight,
+    samme_step,
+    samme_weight,
+)
+from sparkml_dist.classification.stumps import (
+    Binning,
+    Stump,
+    best_stump,
+    class_histogram,
+    combine_ranges,
+    merge_summaries,
+    sklearn_feature_order,
+    summarize_column,
+    tree_seeds,
+)
 from sparkml_dist.engine import RebuildableState
 from sparkml_dist.ml.errors import FitError
 from sparkml_dist.runtime.logs import ProgressReporter

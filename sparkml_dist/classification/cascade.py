@@ -13,8 +13,9 @@ pair needs, which keeps every pair's optimum intact.
 * layer 1: every partition cuts its rows into leaves of at most ``leaf_size`` rows and trains libsvm on each (the
   cascade's whole point: libsvm's cost grows super-linearly with rows, so many small problems are cheap);
 * merges: SV sets are merged pairwise up a binary tree -- first inside each partition, then across partitions
-  (``data.merge_tree``: the merges of a layer in parallel, as Spark tasks or spread over the ranks). A merge **starts from its children's alphas** (Graf et al.'s
-  observation that the union of the children's solutions is a good feasible start), solved by our warm-startable SMO
+  (``data.merge_tree``: the merges of a layer in parallel, as Spark tasks or spread over the ranks). A merge
+  **starts from its children's alphas** (Graf et al.'s observation that the union of the children's solutions is a
+  good feasible start), solved by our warm-startable SMO
   on the in-memory kernel matrix (:mod:`~sparkml_dist.classification.smo`); libsvm (cold) when the matrix would
   exceed ``kernel_memory``;
 * feedback: the top SVM is sent back to every partition, which checks its rows against the top's KKT conditions in
@@ -42,8 +43,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sparkml_dist.classification.kernel_svm import (KernelSpec, SVCSolution, SVSet, compute_gamma, libsvm_sign,
-                                                    pair_index, train_local, train_warm)
+from sparkml_dist.classification.kernel_svm import (
+    KernelSpec,
+    SVCSolution,
+    SVSet,
+    compute_gamma,
+    libsvm_sign,
+    pair_index,
+    train_local,
+    train_warm,
+)
 from sparkml_dist.ml.errors import FitError
 from sparkml_dist.runtime.logs import ProgressReporter
 

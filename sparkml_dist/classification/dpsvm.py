@@ -16,8 +16,16 @@ import logging
 
 import numpy as np
 
-from sparkml_dist.classification.cascade import (CascadeResult, SolverConfig, _block_rows, _layer1, _require_solution,
-                                                 _same_ids, _solve, _train_merge)
+from sparkml_dist.classification.cascade import (
+    CascadeResult,
+    SolverConfig,
+    _block_rows,
+    _layer1,
+    _require_solution,
+    _same_ids,
+    _solve,
+    _train_merge,
+)
 from sparkml_dist.classification.kernel_svm import SVSet
 from sparkml_dist.runtime.logs import ProgressReporter
 

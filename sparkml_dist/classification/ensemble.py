@@ -12,8 +12,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sparkml_dist.classification.stumps import (Binning, Stump, best_stump, class_histogram, merge_summaries,
-                                                sklearn_feature_order, summarize_column, tree_seeds)
+from sparkml_dist.classification.stumps import (
+    Binning,
+    Stump,
+    best_stump,
+    class_histogram,
+    merge_summaries,
+    sklearn_feature_order,
+    summarize_column,
+    tree_seeds,
+)
 from sparkml_dist.ml.errors import FitError
 
 logger = logging.getLogger(__name__)
@@ -44,9 +52,10 @@ class StumpEnsemble:
 
     @classmethod
     def build(cls, n_classes: int, n_features: int, hypotheses: list[tuple[list[Stump], list[float], float, float]],
-              history: list[dict] | None = None) -> "StumpEnsemble":
+              history: list[dict] | None = None) -> StumpEnsemble:
         """From ``[(stumps, votes, alpha, error), ...]`` in round order."""
-        rows = [(s, v, t) for t, (stumps, votes, _, _) in enumerate(hypotheses) for s, v in zip(stumps, votes)]
+        rows = [(s, v, t) for t, (stumps, votes, _, _) in enumerate(hypotheses)
+                for s, v in zip(stumps, votes, strict=True)]
         return cls(n_classes, n_features,
                    feature=np.array([s.feature for s, _, _ in rows], dtype=np.int64),
                    threshold=np.array([s.threshold for s, _, _ in rows], dtype=np.float64),
@@ -128,7 +137,7 @@ class StumpEnsemble:
             members = np.flatnonzero(self.group == t)
             votes = self.vote[members]
             per = np.zeros(self.n_features)
-            for s, v in zip(members, votes):
+            for s, v in zip(members, votes, strict=True):
                 if self.feature[s] >= 0 and self.improvement[s] > 0:
                     per[self.feature[s]] += v
             if votes.sum() > 0:

@@ -9,8 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pyspark.ml.param import TypeConverters
-from pyspark.ml.param.shared import (HasFeaturesCol, HasLabelCol, HasMaxIter, HasPredictionCol, HasProbabilityCol,
-                                     HasRawPredictionCol, HasTol, HasWeightCol)
+from pyspark.ml.param.shared import (
+    HasFeaturesCol,
+    HasLabelCol,
+    HasMaxIter,
+    HasPredictionCol,
+    HasProbabilityCol,
+    HasRawPredictionCol,
+    HasTol,
+    HasWeightCol,
+)
 
 from sparkml_dist.data.validation import DataValidationError, ScanStats
 from sparkml_dist.ml.params import Either, HasEngine, HasStableSeed, Interval, OneOf, Satisfies, typed_param

@@ -117,10 +117,10 @@ class ConsensusClusteringModel(_FuzzyModelBase):
         return arrays, extra
 
     @classmethod
-    def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> "ConsensusClusteringModel":
+    def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> ConsensusClusteringModel:
         summary = cls._summary_from(extra)
         bounds = np.cumsum([0] + list(extra.get("local_k", [])))
-        local = [arrays["local_centers"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        local = [arrays["local_centers"][a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         return cls(arrays["centers"], summary, local, extra.get("local_xb"))
 
 

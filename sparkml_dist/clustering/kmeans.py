@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(kw_only=True, repr=False)
 class KMeansSummary(TrainingSummary):
-    """Training summary of a :class:`KMeansModel` (the shared fields: :class:`~sparkml_dist.ml.summary.TrainingSummary`).
+    """Training summary of a :class:`KMeansModel` (shared fields: :class:`~sparkml_dist.ml.summary.TrainingSummary`).
 
     Attributes
     ----------
