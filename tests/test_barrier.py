@@ -93,3 +93,35 @@ def test_bad_arguments(spark):
         run_barrier(lambda ctx: 0, 0, spark=spark)
     with pytest.raises(ValueError, match="rendezvous must be 'driver' or 'spark'"):
         run_barrier(lambda ctx: 0, 1, spark=spark, rendezvous="zk")
+
+
+def test_a_rank_failing_on_the_first_attempt_only_is_retried_in_a_fresh_namespace(spark, tmp_path):
+    """Retries are on (conftest): Spark re-runs the barrier stage; attempt 1 rendezvouses under its own prefix (the
+    stale keys and first_error of attempt 0 are not read) and returns the right results."""
+    marker = str(tmp_path / "failed-once")
+
+    def fn(ctx):
+        import os
+
+        total = ctx.allreduce(np.array([float(ctx.rank + 1)]))  # attempt 0 builds its group and talks first
+        if ctx.rank == 1 and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("rank 1 fails on the first attempt only")
+        again = ctx.allreduce(np.array([10.0 * (ctx.rank + 1)]))
+        return ctx.attempt, float(total[0]), float(again[0]), ctx.allgather(ctx.rank)
+
+    results = run_barrier(fn, 2, spark=spark, timeout=300)
+    assert [r[0] for r in results] == [1, 1]  # both ranks ran in the second stage attempt
+    assert all(r[1:] == (3.0, 30.0, [0, 1]) for r in results)
+    assert [s["attempt"] for s in results.stats] == [1, 1]
+
+
+def test_retryable_failure_on_every_attempt_reports_the_last_attempt(spark):
+    def fn(ctx):
+        if ctx.rank == 0:
+            raise KeyError(f"attempt {ctx.attempt}")
+        ctx.barrier()
+
+    with pytest.raises(BarrierTaskError, match=r"rank 0 of 2 failed \(stage attempt 1\)") as info:
+        run_barrier(fn, 2, spark=spark, timeout=300)
+    assert isinstance(info.value.exception, KeyError) and info.value.attempt == 1

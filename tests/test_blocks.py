@@ -147,3 +147,47 @@ def test_from_numpy_keeps_nan_for_validation_to_count(spark):
     df = from_numpy(spark, X, np.zeros(50), num_partitions=2)
     with pytest.raises(DataValidationError, match=r"featuresCol='features' has 3 NaN or infinite values"):
         to_blocks(df, "features", "label")
+
+
+def test_blocks_live_in_the_executors_block_manager_dirs(spark):
+    """Spark deletes its block-manager dirs with the executor and the application: the blocks go with them."""
+    df = from_numpy(spark, np.ones((10, 2)), num_partitions=2)
+    with to_blocks(df, "features", labelKind=None) as blocks:
+        roots = blocks.map(lambda b: os.environ.get("SPARK_LOCAL_DIRS", "").split(",")[0])
+        for (_, _, path, *_), root in zip(blocks.tokens, roots):
+            assert root and os.path.commonpath([path, root]) == root and "blockmgr-" in root
+
+
+def test_a_task_away_from_its_block_rebuilds_it_from_lineage(spark):
+    """A lost block directory (a task scheduled on an executor without the files) no longer ends in
+    FileNotFoundError: the driver re-materialises the blocks from lineage and re-runs the pass."""
+    import shutil
+
+    X = np.arange(200, dtype=float).reshape(100, 2)
+    df = from_numpy(spark, X, num_partitions=2)
+    with to_blocks(df, "features", labelKind=None) as blocks:
+        before = blocks.aggregate(lambda b: np.asarray(b.X).sum(axis=0))
+        lost = blocks.tokens[1][2]
+        shutil.rmtree(lost)  # as if partition 1's task now ran where its files are not
+        after = blocks.aggregate(lambda b: np.asarray(b.X).sum(axis=0))
+        assert blocks.tokens[1][2] != lost and os.path.isdir(blocks.tokens[1][2])
+    np.testing.assert_array_equal(before, X.sum(axis=0))
+    np.testing.assert_array_equal(after, before)
+
+
+def test_unpersist_removes_files_and_memory_maps(spark):
+    from sparkml_dist.data import blocks as blocks_mod
+
+    df = from_numpy(spark, np.ones((10, 2)), num_partitions=2)
+    blocks = to_blocks(df, "features", labelKind=None)
+    set_id = blocks.set_id
+    blocks.map(lambda b: b.save_state("w", np.ones(b.n_rows)))
+    open_before = blocks.map(lambda b: sum(set_id in p for p in blocks_mod._OPEN))
+    blocks.unpersist()
+    blocks.unpersist()  # idempotent
+    assert all(n >= 1 for n in open_before)
+    assert not any(os.path.exists(t[2]) for t in blocks.tokens)
+    # the Python workers that mapped them dropped their maps (next use of a cache purges deleted paths)
+    left = spark.sparkContext.parallelize(range(4), 2).map(
+        lambda _: (blocks_mod._release_open(), sum(set_id in p for p in blocks_mod._OPEN))[1]).collect()
+    assert left == [0, 0, 0, 0]

@@ -239,3 +239,21 @@ def test_bad_inputs(spark, digits, engine):
     # at most: the input's own job, the one validating pass, the resident blocks' clean-up (and for cosine the
     # zero-vector pass) -- no initialisation or Lloyd pass
     assert all(j <= 4 for j in jobs), jobs
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_equals_mllib_from_the_same_initial_model(spark, digits, engine):
+    """MLlib's own Lloyd (pyspark.mllib KMeans.train with initialModel) on the same rows from the same centres."""
+    from pyspark.mllib.clustering import KMeans as MllibKMeans
+    from pyspark.mllib.clustering import KMeansModel as MllibModel
+    from pyspark.mllib.linalg import Vectors as MllibVectors
+
+    X, df = digits
+    C0 = _jittered_rows(X, 8, 4)
+    rdd = df.rdd.map(lambda r: MllibVectors.dense(r.features.toArray())).cache()
+    ref = MllibKMeans.train(rdd, 8, maxIterations=6, initialModel=MllibModel([c for c in C0]), epsilon=0.0)
+    ref_centers = np.array([np.asarray(c) for c in ref.clusterCenters])
+    model = KMeans(k=8, maxIter=6, tol=0.0, initialCenters=C0.tolist(), engine=engine).fit(df)
+    np.testing.assert_allclose(model.centers, ref_centers, rtol=1e-6, atol=1e-8)
+    assert model.summary.inertia == pytest.approx(ref.computeCost(rdd), rel=1e-6)
+    rdd.unpersist()

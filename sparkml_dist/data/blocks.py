@@ -380,7 +380,10 @@ class BlockSet:
 
     def refresh(self) -> None:
         """Recompute every token from lineage (each partition's block is rewritten where its task runs now)."""
+        from pyspark import StorageLevel
+
         self._rdd.unpersist(blocking=True)
+        self._rdd.persist(StorageLevel.MEMORY_AND_DISK)  # unpersist cleared the level: the new tokens must stay
         self.tokens = sorted(self._rdd.collect())
 
     def map(self, fn: Callable[..., Any], *args: Any) -> list[Any]:

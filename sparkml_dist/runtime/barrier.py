@@ -562,13 +562,16 @@ def run_barrier(fn: Callable[..., Any], num_tasks: int | None = None, *, spark=N
     thread.start()
     deadline = None if timeout is None else start + timeout
     fatal = None
-    quiet_since = time.perf_counter()
+    quiet_since = last_poll = time.perf_counter()
     while thread.is_alive():
-        # fast while tasks are starting (they wait for their attempt number), slow once everything is published
-        fast = store is not None and time.perf_counter() - quiet_since < 3.0
-        thread.join(0.03 if fast else 0.5)
-        if publisher is not None and thread.is_alive() and publisher.poll():
-            quiet_since = time.perf_counter()
+        thread.join(0.03 if store is not None else 0.5)
+        now = time.perf_counter()
+        # the task list is polled fast while tasks start (they wait for their attempt number), slowly afterwards;
+        # the fatal flag (one store lookup) every round, so a non-retryable error stops the stage before a re-attempt
+        if publisher is not None and thread.is_alive() and (now - quiet_since < 3.0 or now - last_poll > 0.5):
+            last_poll = now
+            if publisher.poll():
+                quiet_since = now
         if store is not None and thread.is_alive():
             fatal = _store_get(store, f"{call_id}/fatal")
             if fatal:  # a non-retryable error: every further attempt would fail the same way
