@@ -7,7 +7,7 @@ import pytest
 from sklearn.ensemble import AdaBoostClassifier as SkAdaBoost
 
 from sparkml_dist.classification import AdaBoostClassificationModel, AdaBoostClassifier
-from sparkml_dist.classification.boosting import boost_local
+from sparkml_dist.classification.ensemble import boost_local
 from sparkml_dist.classification.stumps import sklearn_feature_order, tree_seeds
 from sparkml_dist.data.sources import bundled_arrays, from_numpy, load
 
@@ -84,9 +84,13 @@ def test_mapreduce_engine_equals_bsp_engine_and_sklearn(spark):
     three partitions on two Python workers also exercise weights updated by different worker processes."""
     X, y = bundled_arrays("iris")
     sk = SkAdaBoost(n_estimators=12, random_state=0).fit(X, y)
-    model = AdaBoostClassifier(maxBins=0, seed=0, maxIter=12).fit(load(spark, "iris", num_partitions=3))
-    np.testing.assert_allclose(model.estimatorWeights, sk.estimator_weights_, rtol=0, atol=1e-9)
-    np.testing.assert_array_equal(model.predict_numpy(X)[2], sk.predict(X))
+    df = load(spark, "iris", num_partitions=3)
+    mr, bsp = (AdaBoostClassifier(maxBins=0, seed=0, maxIter=12, engine=e).fit(df) for e in ("mapreduce", "bsp"))
+    for model in (mr, bsp):
+        np.testing.assert_allclose(model.estimatorWeights, sk.estimator_weights_, rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(model.predict_numpy(X)[2], sk.predict(X))
+    assert mr.stumps == bsp.stumps
+    assert (mr.summary.engine, bsp.summary.engine) == ("mapreduce", "bsp")
 
 
 def test_weight_column_matches_sklearn_sample_weight(spark):
@@ -256,8 +260,8 @@ def test_default_seed_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = ("from sparkml_dist.classification import AdaBoostClassifier, CascadeSVC; "
-            "print(AdaBoostClassifier().getSeed(), CascadeSVC().getSeed())")
+    code = ("from sparkml_dist.classification import AdaBoostClassifier; from sparkml_dist.clustering import KMeans; "
+            "print(AdaBoostClassifier().getSeed(), KMeans().getSeed())")
     seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**__import__("os").environ, "PYTHONHASHSEED": str(h)}).stdout for h in (1, 2)}
     assert len(seen) == 1

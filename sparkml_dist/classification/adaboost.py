@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,13 +24,13 @@ from pyspark.ml import Estimator, Model
 from pyspark.ml.linalg import DenseVector, Vectors
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
-from sparkml_dist.classification.boosting import TRAINERS, StumpEnsemble
-from sparkml_dist.classification.boosting_bsp import fit_exact_bsp
-from sparkml_dist.classification.params import AdaBoostParams, check_adaboost_params, check_classes
+from sparkml_dist.classification.boosting import fit_adaboost
+from sparkml_dist.classification.ensemble import StumpEnsemble
+from sparkml_dist.classification.params import AdaBoostParams, classes_check
 from sparkml_dist.classification.prediction_columns import add_prediction_columns
-from sparkml_dist.data.blocks import to_blocks
-from sparkml_dist.data.validation import ColumnSpec
+from sparkml_dist.engine import launch, spec_for
 from sparkml_dist.ml.persistence import ArrayPersistable
+from sparkml_dist.ml.summary import HasTrainingSummary, TrainingSummary
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +58,10 @@ class AdaBoostClassifier(Estimator, AdaBoostParams, DefaultParamsReadable, Defau
         ``exact``: centralised AdaBoost with one MapReduce pass per round. ``lazarevic``: Lazarevic & Obradovic's
         site ensembles. ``pl``: AdaBoost.PL (one pass, approximate). See :mod:`sparkml_dist.classification.boosting`.
     engine : {"mapreduce", "bsp"}, default "mapreduce"
-        For ``exact``: ``mapreduce`` runs one Spark job per round over blocks resident on the executors;
-        ``bsp`` runs the whole loop in one barrier stage with the histograms allreduced (much less scheduling per
-        round; needs as many free task slots as ranks). Same stumps either way.
+        ``mapreduce`` runs one Spark job per data pass over blocks resident on the executors; ``bsp`` runs the whole
+        loop in one barrier stage with the partial results allreduced (much less scheduling per round; a rank hosts
+        whole partitions when there are more partitions than free task slots). Same model either way, for every
+        algorithm (:mod:`sparkml_dist.classification.boosting` is written once against :mod:`sparkml_dist.engine`).
     seed : int
         scikit-learn's ``random_state``: it fixes the order features are visited in, which decides between exactly
         tied stumps (e.g. two features splitting the data the same way). Same seed, same stumps as scikit-learn.
@@ -86,10 +88,12 @@ class AdaBoostClassifier(Estimator, AdaBoostParams, DefaultParamsReadable, Defau
     Examples
     --------
     >>> from sparkml_dist.data.sources import load
-    >>> df = load(spark, "breast_cancer")                                  # doctest: +SKIP
-    >>> model = AdaBoostClassifier(maxIter=10, maxBins=0, seed=0).fit(df)  # doctest: +SKIP
-    >>> round(float(model.estimatorWeights[0]), 6)                         # doctest: +SKIP
-    2.479209
+    >>> df = load(spark, "breast_cancer", num_partitions=2)
+    >>> model = AdaBoostClassifier(maxIter=10, maxBins=0, seed=0).fit(df)
+    >>> round(float(model.estimatorWeights[0]), 6), model.summary.numIter
+    (2.479209, 10)
+    >>> model.transform(df).select("prediction").distinct().count()
+    2
     """
 
     @keyword_only
@@ -106,53 +110,81 @@ class AdaBoostClassifier(Estimator, AdaBoostParams, DefaultParamsReadable, Defau
                   predictionCol: str = "prediction", rawPredictionCol: str = "rawPrediction",
                   probabilityCol: str = "probability", maxIter: int = 50, learningRate: float = 1.0,
                   maxBins: int = 256, algorithm: str = "exact", engine: str = "mapreduce", seed: int | None = None,
-                  numPartitions: int = 0) -> "AdaBoostClassifier":
-        return self._set(**self._input_kwargs)
+                  numPartitions: int = 0) -> AdaBoostClassifier:
+        """Set Params by keyword (``None`` leaves a Param at its default)."""
+        return self._set_params(self._input_kwargs)
 
-    def setMaxIter(self, value: int) -> "AdaBoostClassifier":
+    def setFeaturesCol(self, value: str) -> AdaBoostClassifier:
+        return self._set(featuresCol=value)
+
+    def setLabelCol(self, value: str) -> AdaBoostClassifier:
+        return self._set(labelCol=value)
+
+    def setWeightCol(self, value: str) -> AdaBoostClassifier:
+        return self._set(weightCol=value)
+
+    def setPredictionCol(self, value: str) -> AdaBoostClassifier:
+        return self._set(predictionCol=value)
+
+    def setRawPredictionCol(self, value: str) -> AdaBoostClassifier:
+        return self._set(rawPredictionCol=value)
+
+    def setProbabilityCol(self, value: str) -> AdaBoostClassifier:
+        return self._set(probabilityCol=value)
+
+    def setMaxIter(self, value: int) -> AdaBoostClassifier:
         return self._set(maxIter=value)
 
-    def setLearningRate(self, value: float) -> "AdaBoostClassifier":
+    def setLearningRate(self, value: float) -> AdaBoostClassifier:
         return self._set(learningRate=value)
 
-    def setMaxBins(self, value: int) -> "AdaBoostClassifier":
+    def setMaxBins(self, value: int) -> AdaBoostClassifier:
         return self._set(maxBins=value)
 
-    def setAlgorithm(self, value: str) -> "AdaBoostClassifier":
+    def setAlgorithm(self, value: str) -> AdaBoostClassifier:
         return self._set(algorithm=value)
 
-    def setEngine(self, value: str) -> "AdaBoostClassifier":
+    def setEngine(self, value: str) -> AdaBoostClassifier:
         return self._set(engine=value)
 
-    def setSeed(self, value: int) -> "AdaBoostClassifier":
+    def setSeed(self, value: int) -> AdaBoostClassifier:
         return self._set(seed=value)
 
-    def _fit(self, dataset) -> "AdaBoostClassificationModel":
-        check_adaboost_params(self)
-        weight_col = self.getOrDefault(self.weightCol) if self.isDefined(self.weightCol) else None
+    def setNumPartitions(self, value: int) -> AdaBoostClassifier:
+        return self._set(numPartitions=value)
+
+    def _fit(self, dataset) -> AdaBoostClassificationModel:
+        self._validate_params()
+        weight_col = self._optional(self.weightCol)
         start = time.perf_counter()
         # sklearn's random_state; a Param default seed is a hash of the class name, fine as an integer seed
         seed = int(self.getSeed()) % (2 ** 32) if self.getSeed() is not None else None
-        if self.getEngine() == "bsp":
-            spec = ColumnSpec(self.getFeaturesCol(), self.getLabelCol(), weight_col or None, "classes")
-            data = dataset.repartition(self.getNumPartitions()) if self.getNumPartitions() else dataset
-            ensemble, rows = fit_exact_bsp(data, spec, self.getMaxIter(), self.getLearningRate(), self.getMaxBins(),
-                                           seed)
-        else:
-            with to_blocks(dataset, self.getFeaturesCol(), self.getLabelCol(), weight_col or None, dtype=np.float32,
-                           numPartitions=self.getNumPartitions() or None) as blocks:
-                n_classes = check_classes(blocks.stats.label_counts, self.getLabelCol())
-                weight_sum = blocks.stats.weight_sum if weight_col else float(blocks.num_rows)
-                ensemble = TRAINERS[self.getAlgorithm()](blocks, n_classes, self.getMaxIter(),
-                                                         self.getLearningRate(), self.getMaxBins(), seed, weight_sum)
-                rows = blocks.num_rows
+        spec = spec_for(self.getFeaturesCol(), weight_col, self.getLabelCol(), "classes")
+        data = dataset.repartition(self.getNumPartitions()) if self.getNumPartitions() else dataset
+        run = launch(self.getEngine(), data, spec, fit_adaboost,
+                     (self.getAlgorithm(), self.getMaxIter(), self.getLearningRate(), self.getMaxBins(), seed),
+                     classes_check(self.getLabelCol()), dtype=np.float32)
+        ensemble, rows = run.result, run.stats.rows
+        fit_time = time.perf_counter() - start
         logger.info("adaboost %s/%s: %d rounds on %d rows in %.2fs", self.getAlgorithm(), self.getEngine(),
-                    len(ensemble.alpha), rows, time.perf_counter() - start)
-        model = AdaBoostClassificationModel._from_ensemble(ensemble)
-        return self._copyValues(model)
+                    len(ensemble.alpha), rows, fit_time)
+        summary = AdaBoostTrainingSummary(numIter=len(ensemble.alpha), engine=self.getEngine(), fitTime=fit_time,
+                                          iterationTimes=[float(h.get("seconds", 0.0)) for h in ensemble.history],
+                                          loadTime=run.load_seconds, bytesCommunicated=run.bytes_communicated,
+                                          algorithm=self.getAlgorithm(), numRows=int(rows))
+        return self._copyValues(AdaBoostClassificationModel(ensemble, summary))
 
 
-class AdaBoostClassificationModel(Model, AdaBoostParams, ArrayPersistable):
+@dataclass(kw_only=True, repr=False)
+class AdaBoostTrainingSummary(TrainingSummary):
+    """Training summary of an :class:`AdaBoostClassificationModel` (``numIter``: hypotheses kept; per-round errors
+    and weights are the model's ``estimatorErrors`` / ``estimatorWeights``, per-round records ``trainingHistory``)."""
+
+    algorithm: str = ""
+    numRows: int = 0
+
+
+class AdaBoostClassificationModel(Model, AdaBoostParams, ArrayPersistable, HasTrainingSummary):
     """A fitted :class:`AdaBoostClassifier`: stumps grouped into weighted hypotheses.
 
     Attributes
@@ -169,15 +201,25 @@ class AdaBoostClassificationModel(Model, AdaBoostParams, ArrayPersistable):
         scikit-learn's ``feature_importances_``.
     trainingHistory : list of dict
         Per round: seconds, error, alpha.
+    summary : AdaBoostTrainingSummary
     """
 
-    def __init__(self, ensemble: StumpEnsemble | None = None) -> None:
+    def __init__(self, ensemble: StumpEnsemble | None = None, summary: AdaBoostTrainingSummary | None = None) -> None:
         super().__init__()
         self._ensemble = ensemble
+        self._summary = summary
 
-    @classmethod
-    def _from_ensemble(cls, ensemble: StumpEnsemble) -> "AdaBoostClassificationModel":
-        return cls(ensemble)
+    def setFeaturesCol(self, value: str) -> AdaBoostClassificationModel:
+        return self._set(featuresCol=value)
+
+    def setPredictionCol(self, value: str) -> AdaBoostClassificationModel:
+        return self._set(predictionCol=value)
+
+    def setRawPredictionCol(self, value: str) -> AdaBoostClassificationModel:
+        return self._set(rawPredictionCol=value)
+
+    def setProbabilityCol(self, value: str) -> AdaBoostClassificationModel:
+        return self._set(probabilityCol=value)
 
     # --- fitted state --------------------------------------------------------------------------------------------
     @property
@@ -231,18 +273,15 @@ class AdaBoostClassificationModel(Model, AdaBoostParams, ArrayPersistable):
         return add_prediction_columns(dataset, predict, self.getFeaturesCol(), self.getPredictionCol(),
                                       self.getRawPredictionCol(), self.getProbabilityCol(), dtype=np.float32)
 
-    def copy(self, extra=None) -> "AdaBoostClassificationModel":
-        that = super().copy(extra)
-        that._ensemble = self._ensemble
-        return that
-
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         e = self.ensemble
         arrays = {name: getattr(e, name) for name in _ENSEMBLE_ARRAYS}
-        return arrays, {"n_classes": e.n_classes, "n_features": e.n_features, "history": e.history}
+        return arrays, {"n_classes": e.n_classes, "n_features": e.n_features, "history": e.history,
+                        "summary": self._summary.asDict() if self._summary else None}
 
     @classmethod
-    def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> "AdaBoostClassificationModel":
+    def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> AdaBoostClassificationModel:
         ensemble = StumpEnsemble(int(extra["n_classes"]), int(extra["n_features"]),
                                  **{name: arrays[name] for name in _ENSEMBLE_ARRAYS}, history=extra.get("history", []))
-        return cls(ensemble)
+        summary = AdaBoostTrainingSummary.fromDict(extra["summary"]) if extra.get("summary") else None
+        return cls(ensemble, summary)

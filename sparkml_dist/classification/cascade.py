@@ -1,7 +1,10 @@
-"""Distributed kernel-SVM trainers behind :class:`~sparkml_dist.classification.svm.CascadeSVC`.
+"""Cascade SVM and MRSMO behind :class:`~sparkml_dist.classification.cascade_svc.CascadeSVC` (DPSVM:
+:mod:`~sparkml_dist.classification.dpsvm`), written once against the engine's data interface
+(:mod:`sparkml_dist.engine`): the same loop runs on the driver over resident blocks (MapReduce) and on every rank of
+one barrier stage (BSP), and both give the same model for every partitions/slots combination.
 
-Each partition is a node holding resident float64 rows (:func:`sparkml_dist.data.blocks.to_blocks`) with global row
-ids; nodes train locally and exchange only support vectors (with their dual variables). Multi-class problems are
+Each partition is a node holding float64 rows with global row ids (partition order, then row order); nodes train
+locally and exchange only support vectors (with their dual variables). Multi-class problems are
 solved one-vs-one, so a node passes on the union of the SVs of all its pairwise problems -- a superset of what each
 pair needs, which keeps every pair's optimum intact.
 
@@ -9,9 +12,10 @@ pair needs, which keeps every pair's optimum intact.
 
 * layer 1: every partition cuts its rows into leaves of at most ``leaf_size`` rows and trains libsvm on each (the
   cascade's whole point: libsvm's cost grows super-linearly with rows, so many small problems are cheap);
-* merges: SV sets are merged pairwise up a binary tree -- first inside each partition, then across partitions, the
-  merges of a layer in parallel as Spark tasks. A merge **starts from its children's alphas** (Graf et al.'s
-  observation that the union of the children's solutions is a good feasible start), solved by our warm-startable SMO
+* merges: SV sets are merged pairwise up a binary tree -- first inside each partition, then across partitions
+  (``data.merge_tree``: the merges of a layer in parallel, as Spark tasks or spread over the ranks). A merge
+  **starts from its children's alphas** (Graf et al.'s observation that the union of the children's solutions is a
+  good feasible start), solved by our warm-startable SMO
   on the in-memory kernel matrix (:mod:`~sparkml_dist.classification.smo`); libsvm (cold) when the matrix would
   exceed ``kernel_memory``;
 * feedback: the top SVM is sent back to every partition, which checks its rows against the top's KKT conditions in
@@ -24,11 +28,9 @@ pair needs, which keeps every pair's optimum intact.
 
 ``mrsmo`` (Alham et al. 2011): the same layer 1 and merges, one pass, no feedback.
 
-``dpsvm`` (Lu, Roychowdhury, Vandenberghe 2008): every round each node trains on its own rows plus the SVs its
-in-neighbours (ring: node ``i-1``; complete: all others) found in the previous round (and its own previous SVs,
-warm-started from their alphas: :func:`_dp_node`), until no node's SV set changes
-(or, since libsvm's tolerance makes borderline vectors flicker, until after one circulation no node's dual objective
-moves by more than ``tol`` relative); the final SVM is trained on the union of the nodes' final SV sets.
+Per-partition scan state (each row's decision values under the last scanned solution, so a rescan only adds the
+change) is a cache of the current top solution: a scan that finds no state for the previous pass -- its executor was
+lost -- computes the values in full from the solution the driver sends, so the scan is the same up to rounding.
 
 Partitions with no rows are skipped. A node whose rows hold a single class cannot train; it passes all its rows on.
 """
@@ -41,8 +43,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sparkml_dist.classification.kernel_svm import (KernelSpec, SVCSolution, SVSet, libsvm_sign, pair_index,
-                                                    train_local, train_warm)
+from sparkml_dist.classification.kernel_svm import (
+    KernelSpec,
+    SVCSolution,
+    SVSet,
+    compute_gamma,
+    libsvm_sign,
+    pair_index,
+    train_local,
+    train_warm,
+)
+from sparkml_dist.ml.errors import FitError
 from sparkml_dist.runtime.logs import ProgressReporter
 
 logger = logging.getLogger(__name__)
@@ -152,16 +163,6 @@ def _layer1(rows: SVSet, cfg: SolverConfig) -> tuple[SVSet, int, int]:
     return level[0], n_leaves, leaf_sv
 
 
-def _train_partition(block, offsets: dict[int, int], cfg: SolverConfig):
-    """:func:`_layer1` on one partition: ``(partition, SVSet, rows, leaves, leaf SVs, seconds)``."""
-    if block.n_rows == 0:
-        return None
-    start = time.perf_counter()
-    rows = _block_rows(block, offsets)
-    svs, n_leaves, leaf_sv = _layer1(rows, cfg)
-    return block.partition, svs, len(rows), n_leaves, leaf_sv, time.perf_counter() - start
-
-
 def _train_merge(sets: list[SVSet], cfg: SolverConfig, feedback: bool = False):
     """A merge node (or, ``feedback``, the top's re-solve: shrunk, keeping the near-margin non-SVs as its working
     set for the next pass)."""
@@ -170,19 +171,6 @@ def _train_merge(sets: list[SVSet], cfg: SolverConfig, feedback: bool = False):
     svs, sol = _solve(rows, cfg, warm=True, shrink=feedback, keep_within=MARGIN_BUFFER if feedback else None,
                       objective=True)
     return svs, sol, len(rows), time.perf_counter() - start
-
-
-def _reduce_tree(sc, level: list[SVSet], cfg: SolverConfig) -> tuple[SVSet, SVCSolution, list[int]]:
-    """Merge the partitions' SV sets pairwise, layer by layer, each layer's merges as parallel Spark tasks; the top
-    SVM (the last merge, or a solve of the only set)."""
-    sizes: list[int] = []
-    while True:
-        groups = [level[i:i + 2] for i in range(0, len(level), 2)]
-        results = sc.parallelize(groups, len(groups)).map(lambda g: _train_merge(g, cfg)).collect()
-        sizes.extend(r[2] for r in results)
-        level = [r[0] for r in results]
-        if len(level) == 1:
-            return level[0], _require_solution(results[0][1]), sizes
 
 
 #: a row outside the top SVM's problem violates its KKT conditions when its margin is below ``1 - KKT_SLACK``: the
@@ -237,10 +225,110 @@ def scan_rows(rows: SVSet, sol: SVCSolution, kernel: KernelSpec, buffer: float, 
     return out, n_violators, int(todo.sum()), stored
 
 
+def _same_ids(a: SVSet, b: SVSet) -> bool:
+    return np.array_equal(np.sort(a.ids), np.sort(b.ids))
+
+
+def _require_solution(sol: SVCSolution | None) -> SVCSolution:
+    if sol is None:
+        raise FitError("the merged support-vector set holds a single class; no SVM can be trained")
+    return sol
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The engine body: gamma, global row ids, then the chosen mode
+# ---------------------------------------------------------------------------------------------------------------
+def feature_moments(X: np.ndarray) -> tuple[float, float, float]:
+    """``(count, mean, M2)`` of all entries of a feature matrix (for ``gamma='scale'``; merge with
+    :func:`merge_moments`)."""
+    if X.size == 0:
+        return 0.0, 0.0, 0.0
+    X = np.asarray(X, dtype=np.float64)
+    mean = float(X.mean())
+    return float(X.size), mean, float(((X - mean) ** 2).sum())
+
+
+def merge_moments(a, b):
+    """Chan et al.'s parallel variance: no cancellation from sum-of-squares."""
+    na, ma, sa = a
+    nb, mb, sb = b
+    n = na + nb
+    if n == 0:
+        return a
+    delta = mb - ma
+    return n, ma + delta * nb / n, sa + sb + delta * delta * na * nb / n
+
+
+def _moments(block):
+    return feature_moments(block.X) if block.n_rows else (0.0, 0.0, 0.0)
+
+
+def _row_count(block) -> tuple[int, int]:
+    return block.partition, int(block.n_rows)
+
+
+def fit_svm(data, mode: str, kernel_args: dict, solver_args: dict, max_passes: int, tol: float,
+            topology: str) -> tuple[CascadeResult, KernelSpec, int]:
+    """The engine body of :class:`~sparkml_dist.classification.cascade_svc.CascadeSVC`: resolve ``gamma`` over all
+    rows, number the rows globally, run ``mode``. Returns ``(result, kernel, n_classes)``."""
+    from sparkml_dist.classification.dpsvm import fit_dpsvm
+
+    n_classes = data.num_classes
+    variance = 0.0
+    if kernel_args["gamma"] == "scale":
+        n, _, m2 = data.reduce(_moments, op=merge_moments)
+        variance = m2 / n if n else 0.0
+    kernel = KernelSpec(kernel_args["kernel"], compute_gamma(kernel_args["gamma"], data.n_features, variance),
+                        kernel_args["degree"], kernel_args["coef0"])
+    cfg = SolverConfig(kernel, n_classes=n_classes, **solver_args)
+    # global row ids: partition p's rows start after all rows of the partitions before it
+    counts = data.gather(_row_count)
+    offsets = {p: int(sum(n for _, n in counts[:i])) for i, (p, _) in enumerate(counts)}
+    if mode == "dpsvm":
+        result = fit_dpsvm(data, offsets, [p for p, n in counts if n > 0], cfg, max_passes, topology, tol)
+    else:
+        result = fit_cascade(data, offsets, cfg, max_passes, tol, feedback=mode == "cascade")
+    return result, kernel, n_classes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cascade / MRSMO
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class Node:
+    """A node of the merge tree: its SV set, its solution (None for a partition's own set) and what it took."""
+
+    svs: SVSet
+    sol: SVCSolution | None
+    leaves: int
+    leaf_sv: int
+    partition_sv: int
+    merge_rows: int = 0
+    seconds: float = 0.0
+
+
+def _leaf(block, offsets: dict[int, int], cfg: SolverConfig) -> Node | None:
+    """:func:`_layer1` on one partition (None for an empty one)."""
+    if block.n_rows == 0:
+        return None
+    start = time.perf_counter()
+    svs, n_leaves, leaf_sv = _layer1(_block_rows(block, offsets), cfg)
+    return Node(svs, None, n_leaves, leaf_sv, len(svs), seconds=time.perf_counter() - start)
+
+
+def _merge(a: Node | None, b: Node | None, cfg: SolverConfig) -> Node | None:
+    """A merge of the tree: warm from both children's alphas (an empty partition's partner moves up unchanged)."""
+    if a is None or b is None:
+        return a if b is None else b
+    svs, sol, n, seconds = _train_merge([a.svs, b.svs], cfg)
+    return Node(svs, sol, a.leaves + b.leaves, a.leaf_sv + b.leaf_sv, a.partition_sv + b.partition_sv,
+                a.merge_rows + b.merge_rows + n, max(a.seconds, b.seconds) + seconds)
+
+
 def _violators(block, offsets: dict[int, int], sol: SVCSolution, kernel: KernelSpec, buffer: float,
                working: np.ndarray, scan: int, delta: tuple | None, n_classes: int):
-    """:func:`scan_rows` on one resident partition, its decision values kept beside the block
-    (``state_svm_scan_<scan>``): ``(SVSet, violators, rows computed, seconds)``."""
+    """:func:`scan_rows` on one partition, its decision values kept beside the block (``svm_scan_<scan>``; missing
+    -- executor lost -- they are recomputed in full from ``sol``): ``(SVSet, violators, rows computed, seconds)``."""
     if block.n_rows == 0:
         return None
     start = time.perf_counter()
@@ -253,31 +341,22 @@ def _violators(block, offsets: dict[int, int], sol: SVCSolution, kernel: KernelS
     return out, n_violators, computed, time.perf_counter() - start
 
 
-def _same_ids(a: SVSet, b: SVSet) -> bool:
-    return np.array_equal(np.sort(a.ids), np.sort(b.ids))
-
-
-def _require_solution(sol: SVCSolution | None) -> SVCSolution:
-    if sol is None:
-        raise ValueError("the merged support-vector set holds a single class; no SVM can be trained")
-    return sol
-
-
-def fit_cascade(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: int, tol: float,
+def fit_cascade(data, offsets: dict[int, int], cfg: SolverConfig, max_passes: int, tol: float,
                 feedback: bool = True) -> CascadeResult:
     """Cascade SVM; ``feedback=False`` is MRSMO's single pass."""
-    sc = blocks.spark.sparkContext
     passes = max_passes if feedback else 1
-    progress = ProgressReporter("cascade-svm" if feedback else "mrsmo", total=passes, rows=blocks.num_rows,
+    progress = ProgressReporter("cascade-svm" if feedback else "mrsmo", total=passes, rows=data.num_rows,
                                 logger=logger)
     t0 = time.perf_counter()
-    parts = [r for r in blocks.map(_train_partition, offsets, cfg) if r is not None]
-    t1 = time.perf_counter()
-    top, sol, merge_sizes = _reduce_tree(sc, [r[1] for r in parts], cfg)
+    root = data.merge_tree(_leaf, _merge, offsets, cfg)
+    merge_rows = root.merge_rows
+    if root.sol is None:  # one non-empty partition: the top is its own set, solved once
+        svs, sol, n, _ = data.on_root(_train_merge, [root.svs], cfg)
+        root = Node(svs, sol, root.leaves, root.leaf_sv, root.partition_sv, merge_rows + n, root.seconds)
+    top, sol = root.svs, _require_solution(root.sol)
     progress.step(objective=sol.objective, relative_change=float("inf"), n_sv=len(sol.support_ids), violators=-1,
-                  leaves=int(sum(r[3] for r in parts)), leaf_sv=int(sum(r[4] for r in parts)),
-                  partition_sv=int(sum(len(r[1]) for r in parts)), layer1_seconds=t1 - t0,
-                  merge_rows=int(sum(merge_sizes)), merge_seconds=time.perf_counter() - t1)
+                  leaves=root.leaves, leaf_sv=root.leaf_sv, partition_sv=root.partition_sv,
+                  merge_rows=int(root.merge_rows), tree_seconds=time.perf_counter() - t0)
     converged = not feedback  # MRSMO is a single pass by definition
     scanned = None  # the solution the partitions' stored decision values belong to
     for p in range(1, passes):
@@ -286,8 +365,8 @@ def fit_cascade(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: 
         delta = None
         if scanned is not None and scanned[2].shape[0] == now[2].shape[0]:
             delta = _scan_delta(scanned, now)
-        found = [r for r in blocks.map(_violators, offsets, sol, cfg.kernel, MARGIN_BUFFER, top.ids, p, delta,
-                                       cfg.n_classes) if r is not None]
+        found = [r for r in data.gather(_violators, offsets, sol, cfg.kernel, MARGIN_BUFFER, top.ids, p, delta,
+                                        cfg.n_classes) if r is not None]
         scanned = now
         n_violators = int(sum(r[1] for r in found))
         t1 = time.perf_counter()
@@ -298,87 +377,16 @@ def fit_cascade(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: 
             logger.info("cascade: pass %d finds no KKT violators; converged", p + 1)
             converged = True
             break
-        rows = top.union(*[r[0] for r in found])
-        # warm from the previous optimum: its deep bounded SVs are held at C (shrinking), SMO moves the rest
-        new_top, new_sol, n, _ = sc.parallelize([[rows]], 1).map(lambda g: _train_merge(g, cfg, True)).collect()[0]
+        # warm from the previous optimum: its deep bounded SVs are held at C (shrinking), SMO moves the rest;
+        # solved once (driver, or rank 0 and broadcast)
+        new_top, new_sol, n, _ = data.on_root(_train_merge, [top] + [r[0] for r in found], cfg, True)
         new_sol = _require_solution(new_sol)
         change = abs(new_sol.objective - sol.objective) / max(abs(new_sol.objective), 1e-300)
         top, sol = new_top, new_sol
         progress.step(objective=sol.objective, relative_change=change, n_sv=len(sol.support_ids),
                       violators=n_violators, added=int(sum(len(r[0]) for r in found)), scan_seconds=t1 - t0,
-                      merge_rows=n,
-                      merge_seconds=time.perf_counter() - t1)
+                      merge_rows=n, merge_seconds=time.perf_counter() - t1)
         if change < tol:
             converged = True
             break
     return CascadeResult(sol, len(progress.history), converged, progress.history)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# DPSVM
-# ---------------------------------------------------------------------------------------------------------------
-def in_neighbours(sites: list[int], topology: str) -> dict[int, list[int]]:
-    """Who sends SVs to whom: ring (``i-1 -> i``) or complete (everyone else)."""
-    if topology == "complete":
-        return {s: [t for t in sites if t != s] for s in sites}
-    return {s: [sites[(k - 1) % len(sites)]] for k, s in enumerate(sites)}
-
-
-def _dp_node(block, offsets: dict[int, int], incoming: dict[int, SVSet], previous: dict[int, SVSet],
-             cfg: SolverConfig):
-    """One DPSVM node for one round: ``(partition, SVSet, objective, rows trained)``.
-
-    Round 1 trains the node's own rows (leaves + merges, as the cascade's layer 1). Later rounds train its rows, its
-    own SVs of the previous round and the SVs from its in-neighbours, **warm from its previous alphas** (an optimum
-    of a sub-problem, so its deep bounded SVs are held at ``C`` while SMO moves the rest; checked over all rows
-    afterwards): the new rows start at 0, which keeps the start feasible. Keeping its own SVs also makes each
-    node's objective non-decreasing from round to round.
-    """
-    if block.n_rows == 0:
-        return None
-    rows = _block_rows(block, offsets)
-    own = previous.get(block.partition)
-    if own is None:
-        svs, _, _ = _layer1(rows, cfg)
-        return block.partition, svs, float("nan"), len(rows)
-    extra = incoming.get(block.partition)
-    train = own.union(rows, *([extra] if extra is not None and len(extra) else []))
-    svs, sol = _solve(train, cfg, warm=True, shrink=True, objective=True)
-    return block.partition, svs, (sol.objective if sol is not None else float("nan")), len(train)
-
-
-def fit_dpsvm(blocks, offsets: dict[int, int], cfg: SolverConfig, max_passes: int, topology: str,
-              tol: float) -> CascadeResult:
-    sc = blocks.spark.sparkContext
-    sites = [t[0] for t in blocks.tokens if t[3] > 0]
-    neighbours = in_neighbours(sites, topology)
-    max_rounds = max_passes * max(len(sites), 1) if topology == "ring" else max_passes
-    progress = ProgressReporter("dpsvm", total=max_rounds, rows=blocks.num_rows, logger=logger)
-    current: dict[int, SVSet] = {}
-    objectives: dict[int, float] = {}
-    converged = False
-    for r in range(max_rounds):
-        # the neighbours' SVs travel without their alphas: each node starts from its own solution only
-        sent = {t: SVSet(v.ids, v.X, v.y) for t, v in current.items()}
-        incoming = {s: SVSet.empty(blocks.n_features).union(*[sent[t] for t in neighbours[s] if t in sent])
-                    for s in sites} if current else {}
-        results = {res[0]: res for res in blocks.map(_dp_node, offsets, incoming, current, cfg) if res is not None}
-        new = {s: results[s][1] for s in sites}
-        new_obj = {s: results[s][2] for s in sites}
-        changed = [s for s in sites if s not in current or not _same_ids(current[s], new[s])]
-        # libsvm's own tolerance lets borderline vectors flicker in and out of a set forever; once the SVs have had
-        # time to travel the ring, a round in which no node's objective moves by tol counts as converged too
-        stalled = r >= len(sites) and all(
-            abs(new_obj[s] - objectives.get(s, np.inf)) <= tol * abs(new_obj[s]) for s in sites)
-        progress.step(changed=len(changed), n_sv=int(sum(len(v) for v in new.values())),
-                      objective=float(np.nansum(list(new_obj.values()))),
-                      rows_trained=int(sum(results[s][3] for s in sites)))
-        current, objectives = new, new_obj
-        if not changed or stalled:
-            converged = True
-            break
-    if not converged:
-        logger.warning("dpsvm: SV sets still changing after %d rounds (raise maxPasses)", max_rounds)
-    union = SVSet.empty(blocks.n_features).union(*current.values())
-    _, sol, n, _ = sc.parallelize([[union]], 1).map(lambda g: _train_merge(g, cfg)).collect()[0]
-    return CascadeResult(_require_solution(sol), len(progress.history), converged, progress.history)

@@ -27,7 +27,7 @@ from sparkml_dist.clustering import kernels
 from sparkml_dist.clustering.dfcm import FuzzyConfig, fit_fcm
 from sparkml_dist.clustering.fuzzy import FuzzyCMeansSummary, _FuzzyModelBase
 from sparkml_dist.clustering.models import fit_on_engine
-from sparkml_dist.clustering.params import _ConsensusParams, data_check
+from sparkml_dist.clustering.params import _ConsensusParams, _FuzzySetters, data_check
 from sparkml_dist.data.validation import check_columns
 from sparkml_dist.engine import LocalData, spec_for
 
@@ -117,14 +117,15 @@ class ConsensusClusteringModel(_FuzzyModelBase):
         return arrays, extra
 
     @classmethod
-    def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> "ConsensusClusteringModel":
+    def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> ConsensusClusteringModel:
         summary = cls._summary_from(extra)
         bounds = np.cumsum([0] + list(extra.get("local_k", [])))
-        local = [arrays["local_centers"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        local = [arrays["local_centers"][a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         return cls(arrays["centers"], summary, local, extra.get("local_xb"))
 
 
-class ConsensusClustering(Estimator, _ConsensusParams, DefaultParamsReadable, DefaultParamsWritable):
+class ConsensusClustering(Estimator, _ConsensusParams, _FuzzySetters, DefaultParamsReadable,
+                          DefaultParamsWritable):
     """Consensus distributed fuzzy clustering with automatic ``k`` at the sites and globally (Vendramin et al.).
 
     Parameters
@@ -150,6 +151,14 @@ class ConsensusClustering(Estimator, _ConsensusParams, DefaultParamsReadable, De
     ----------
     Vendramin, Campello, Coletta, Hruschka. Distributed Fuzzy Clustering with Automatic Detection of the Number of
     Clusters. DCAI 2011.
+
+    Examples
+    --------
+    >>> from sparkml_dist.data.sources import load
+    >>> df = load(spark, "iris", num_partitions=2)             # two sites
+    >>> model = ConsensusClustering(kRange=[2, 4], localKRange=[2, 3], seed=0).fit(df)
+    >>> len(model.localK()), model.getK() == len(model.centers)
+    (2, True)
     """
 
     @keyword_only
@@ -165,13 +174,16 @@ class ConsensusClustering(Estimator, _ConsensusParams, DefaultParamsReadable, De
                   maxIter: int = 100, tol: float = 1e-4, initMode: str = "k-means||", initSteps: int = 2,
                   seed: int | None = None, featuresCol: str = "features", predictionCol: str = "prediction",
                   weightCol: str | None = None, membershipCol: str = "",
-                  engine: str = "mapreduce") -> "ConsensusClustering":
+                  engine: str = "mapreduce") -> ConsensusClustering:
         """Set Params by keyword (``None`` leaves a Param at its default)."""
-        return self._set(**{k_: v for k_, v in self._input_kwargs.items() if v is not None})
+        return self._set_params(self._input_kwargs)
+
+    def setLocalKRange(self, value) -> ConsensusClustering:
+        return self._set(localKRange=list(value))
 
     def _fit(self, dataset) -> ConsensusClusteringModel:
         start = time.perf_counter()
-        self._check_params()
+        self._validate_params()
         spec = spec_for(self.getFeaturesCol(), self.weight_column())
         check_columns(dataset, spec)
         local = self.getLocalKRange()

@@ -3,15 +3,21 @@
 Example
 -------
 >>> from sparkml_dist.clustering import FuzzyCMeans
->>> model = FuzzyCMeans(kRange=[2, 8], seed=1).fit(df)            # doctest: +SKIP
->>> model.getK(), model.xieBeniCurve()                            # doctest: +SKIP
->>> model.setMembershipCol("u").transform(df).show()              # doctest: +SKIP
+>>> from sparkml_dist.data.sources import load
+>>> df = load(spark, "iris", num_partitions=2)
+>>> model = FuzzyCMeans(kRange=[2, 4], seed=1).fit(df)
+>>> sorted(model.xieBeniCurve()), model.getK() == model.summary.k
+([2, 3, 4], True)
+>>> u = model.setMembershipCol("u").transform(df).select("u").first()[0]
+>>> len(u) == model.getK(), round(sum(u), 9)
+(True, 1.0)
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,16 +27,18 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from sparkml_dist.clustering.dfcm import FuzzyConfig, FuzzyResult, fit_fcm
 from sparkml_dist.clustering.models import CentersModelMixin, fit_on_engine
-from sparkml_dist.clustering.params import _FuzzyParams, data_check
+from sparkml_dist.clustering.params import _FuzzyParams, _FuzzySetters, data_check
 from sparkml_dist.clustering.transform import with_assignments, with_memberships
 from sparkml_dist.data.validation import check_columns
 from sparkml_dist.engine import spec_for
+from sparkml_dist.ml.summary import TrainingSummary
 
 logger = logging.getLogger(__name__)
 
 
-class FuzzyCMeansSummary:
-    """Training summary of a fuzzy model.
+@dataclass(kw_only=True, repr=False)
+class FuzzyCMeansSummary(TrainingSummary):
+    """Training summary of a fuzzy model (the shared fields: :class:`~sparkml_dist.ml.summary.TrainingSummary`).
 
     Attributes
     ----------
@@ -55,20 +63,22 @@ class FuzzyCMeansSummary:
         Fuzzy cluster weights ``sum_j w_j u_ij^m`` at the final prototypes.
     bytesCommunicated : int
         Bytes moved between tasks and driver (see :class:`~sparkml_dist.clustering.KMeansSummary`).
-    engine : str
     """
 
-    _FIELDS = ("k", "numIter", "objective", "xieBeni", "xieBeniCurve", "costHistory", "iterationTimes", "initTime",
-               "loadTime", "fitTime", "clusterSizes", "bytesCommunicated", "engine", "converged", "passes")
+    k: int = 0
+    objective: float = float("nan")
+    xieBeni: float = float("nan")
+    xieBeniCurve: dict[int, float] = field(default_factory=dict)
+    costHistory: list[float] = field(default_factory=list)
+    initTime: float | None = None
+    clusterSizes: list[float] = field(default_factory=list)
 
-    def __init__(self, **values: Any):
-        for name in self._FIELDS:
-            setattr(self, name, values.get(name))
-        if self.xieBeniCurve:  # JSON turns int keys into strings
-            self.xieBeniCurve = {int(k): float(v) for k, v in self.xieBeniCurve.items()}
+    def __post_init__(self) -> None:
+        # JSON turns int keys into strings
+        self.xieBeniCurve = {int(k): float(v) for k, v in (self.xieBeniCurve or {}).items()}
 
     @classmethod
-    def from_result(cls, result: FuzzyResult, engine: str, fit_time: float) -> "FuzzyCMeansSummary":
+    def from_result(cls, result: FuzzyResult, engine: str, fit_time: float) -> FuzzyCMeansSummary:
         fit = result.chosen
         return cls(k=fit.k, numIter=fit.num_iter, objective=fit.objective, xieBeni=fit.xie_beni,
                    xieBeniCurve=result.xb_curve, costHistory=fit.cost_history, iterationTimes=result.iteration_seconds,
@@ -78,8 +88,8 @@ class FuzzyCMeansSummary:
                    passes=result.passes)
 
     def asDict(self) -> dict:
-        out = {name: getattr(self, name) for name in self._FIELDS}
-        out["xieBeniCurve"] = {str(k): v for k, v in (self.xieBeniCurve or {}).items()}
+        out = super().asDict()
+        out["xieBeniCurve"] = {str(k): v for k, v in self.xieBeniCurve.items()}
         return out
 
     def __repr__(self) -> str:
@@ -94,6 +104,15 @@ class _FuzzyModelBase(Model, _FuzzyParams, CentersModelMixin):
     def __init__(self, centers: np.ndarray | None = None, summary: Any = None):
         super().__init__()
         self._init_state(centers, summary)
+
+    def setFeaturesCol(self, value: str):
+        return self._set(featuresCol=value)
+
+    def setPredictionCol(self, value: str):
+        return self._set(predictionCol=value)
+
+    def setMembershipCol(self, value: str):
+        return self._set(membershipCol=value)
 
     def xieBeniCurve(self) -> dict[int, float]:
         """Xie-Beni index per fitted ``k`` (one entry unless ``kRange`` was set)."""
@@ -119,7 +138,7 @@ class FuzzyCMeansModel(_FuzzyModelBase):
     """A fitted :class:`FuzzyCMeans`: prototypes, hard ``transform`` (plus memberships with ``membershipCol``)."""
 
 
-class FuzzyCMeans(Estimator, _FuzzyParams, DefaultParamsReadable, DefaultParamsWritable):
+class FuzzyCMeans(Estimator, _FuzzyParams, _FuzzySetters, DefaultParamsReadable, DefaultParamsWritable):
     """Distributed fuzzy c-means (DFCM, exact) with automatic ``k`` by the distributed Xie-Beni index.
 
     Parameters
@@ -171,9 +190,9 @@ class FuzzyCMeans(Estimator, _FuzzyParams, DefaultParamsReadable, DefaultParamsW
                   kRange: list | None = None, initMode: str = "k-means||", initSteps: int = 2,
                   initialCenters: list | None = None, seed: int | None = None, featuresCol: str = "features",
                   predictionCol: str = "prediction", weightCol: str | None = None, membershipCol: str = "",
-                  engine: str = "mapreduce") -> "FuzzyCMeans":
+                  engine: str = "mapreduce") -> FuzzyCMeans:
         """Set Params by keyword (``None`` leaves a Param at its default)."""
-        return self._set(**{k_: v for k_, v in self._input_kwargs.items() if v is not None})
+        return self._set_params(self._input_kwargs)
 
     def config(self) -> FuzzyConfig:
         centers = self.getInitialCenters()
@@ -183,7 +202,7 @@ class FuzzyCMeans(Estimator, _FuzzyParams, DefaultParamsReadable, DefaultParamsW
 
     def _fit(self, dataset) -> FuzzyCMeansModel:
         start = time.perf_counter()
-        self._check_params()
+        self._validate_params()
         spec = spec_for(self.getFeaturesCol(), self.weight_column())
         check_columns(dataset, spec)
         cfg = self.config()

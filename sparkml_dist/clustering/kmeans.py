@@ -3,17 +3,20 @@
 Example
 -------
 >>> from sparkml_dist.clustering import KMeans
->>> model = KMeans(k=3, seed=1).fit(df)                         # doctest: +SKIP
->>> model.clusterCenters()                                      # doctest: +SKIP
->>> model.summary.trainingCost, model.summary.numIter           # doctest: +SKIP
->>> model.transform(df).select("prediction").show()             # doctest: +SKIP
+>>> from sparkml_dist.data.sources import load
+>>> df = load(spark, "iris", num_partitions=2)
+>>> model = KMeans(k=3, seed=1).fit(df)
+>>> len(model.clusterCenters()), model.summary.k, model.summary.engine
+(3, 3, 'mapreduce')
+>>> model.transform(df).select("prediction").distinct().count()
+3
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 from pyspark import keyword_only
@@ -22,16 +25,18 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
 from sparkml_dist.clustering.lloyd import KMeansConfig, KMeansResult, fit_kmeans
 from sparkml_dist.clustering.models import CentersModelMixin, fit_on_engine
-from sparkml_dist.clustering.params import _KMeansParams, data_check
+from sparkml_dist.clustering.params import _ClusteringSetters, _KMeansParams, data_check
 from sparkml_dist.clustering.transform import with_assignments
 from sparkml_dist.data.validation import check_columns
 from sparkml_dist.engine import spec_for
+from sparkml_dist.ml.summary import TrainingSummary
 
 logger = logging.getLogger(__name__)
 
 
-class KMeansSummary:
-    """Training summary of a :class:`KMeansModel`.
+@dataclass(kw_only=True, repr=False)
+class KMeansSummary(TrainingSummary):
+    """Training summary of a :class:`KMeansModel` (shared fields: :class:`~sparkml_dist.ml.summary.TrainingSummary`).
 
     Attributes
     ----------
@@ -56,27 +61,22 @@ class KMeansSummary:
     bytesCommunicated : int
         Bytes of partial statistics and centres moved between tasks and the driver (MapReduce engine: pickled task
         arguments and results; BSP engine: what every rank sent in its collectives).
-    engine : str
-    converged : bool
     """
 
-    _FIELDS = ("k", "numIter", "trainingCost", "inertia", "costHistory", "iterationTimes", "initTime", "loadTime",
-               "clusterSizes", "bytesCommunicated", "engine", "converged", "fitTime", "passes")
-
-    def __init__(self, **values: Any):
-        for name in self._FIELDS:
-            setattr(self, name, values.get(name))
+    k: int = 0
+    trainingCost: float = float("nan")
+    inertia: float = float("nan")
+    costHistory: list[float] = field(default_factory=list)
+    initTime: float | None = None
+    clusterSizes: list[float] = field(default_factory=list)
 
     @classmethod
-    def from_result(cls, result: KMeansResult, engine: str, fit_time: float) -> "KMeansSummary":
+    def from_result(cls, result: KMeansResult, engine: str, fit_time: float) -> KMeansSummary:
         return cls(k=len(result.centers), numIter=result.num_iter, trainingCost=result.training_cost,
                    inertia=result.inertia, costHistory=result.cost_history, iterationTimes=result.iteration_seconds,
                    initTime=result.init_seconds, loadTime=result.load_seconds, clusterSizes=result.cluster_sizes,
                    bytesCommunicated=result.bytes_communicated, engine=engine, converged=result.converged,
                    fitTime=fit_time, passes=result.passes)
-
-    def asDict(self) -> dict:
-        return {name: getattr(self, name) for name in self._FIELDS}
 
     def __repr__(self) -> str:
         return (f"KMeansSummary(k={self.k}, numIter={self.numIter}, trainingCost={self.trainingCost:.6g}, "
@@ -91,6 +91,12 @@ class KMeansModel(Model, _KMeansParams, CentersModelMixin):
     def __init__(self, centers: np.ndarray | None = None, summary: KMeansSummary | None = None):
         super().__init__()
         self._init_state(centers, summary)
+
+    def setFeaturesCol(self, value: str) -> KMeansModel:
+        return self._set(featuresCol=value)
+
+    def setPredictionCol(self, value: str) -> KMeansModel:
+        return self._set(predictionCol=value)
 
     def _cosine(self) -> bool:
         return self.getDistanceMeasure() == "cosine"
@@ -108,7 +114,7 @@ class KMeansModel(Model, _KMeansParams, CentersModelMixin):
                                 self._cosine())
 
 
-class KMeans(Estimator, _KMeansParams, DefaultParamsReadable, DefaultParamsWritable):
+class KMeans(Estimator, _KMeansParams, _ClusteringSetters, DefaultParamsReadable, DefaultParamsWritable):
     """Distributed k-means (k-means|| or k-means++ initialisation, then Lloyd) as a ``pyspark.ml`` estimator.
 
     Defaults are MLlib ``pyspark.ml.clustering.KMeans``'s: ``k=2, maxIter=20, tol=1e-4, initMode="k-means||",
@@ -174,9 +180,12 @@ class KMeans(Estimator, _KMeansParams, DefaultParamsReadable, DefaultParamsWrita
                   initSteps: int = 2, seed: int | None = None, featuresCol: str = "features",
                   predictionCol: str = "prediction", weightCol: str | None = None,
                   distanceMeasure: str = "euclidean", initialCenters: list | None = None,
-                  engine: str = "mapreduce") -> "KMeans":
+                  engine: str = "mapreduce") -> KMeans:
         """Set Params by keyword (``None`` leaves a Param at its default)."""
-        return self._set(**{k_: v for k_, v in self._input_kwargs.items() if v is not None})
+        return self._set_params(self._input_kwargs)
+
+    def setDistanceMeasure(self, value: str) -> KMeans:
+        return self._set(distanceMeasure=value)
 
     def config(self) -> KMeansConfig:
         centers = self.getInitialCenters()
@@ -188,7 +197,7 @@ class KMeans(Estimator, _KMeansParams, DefaultParamsReadable, DefaultParamsWrita
 
     def _fit(self, dataset) -> KMeansModel:
         start = time.perf_counter()
-        self._check_params()
+        self._validate_params()
         spec = spec_for(self.getFeaturesCol(), self.weight_column())
         check_columns(dataset, spec)  # schema only: no Spark job yet
         cfg = self.config()

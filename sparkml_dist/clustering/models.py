@@ -8,6 +8,7 @@ import numpy as np
 
 from sparkml_dist.engine import launch
 from sparkml_dist.ml.persistence import ArrayPersistable
+from sparkml_dist.ml.summary import HasTrainingSummary
 
 
 def fit_on_engine(engine: str, df, spec, body, args: tuple, check) -> Any:
@@ -20,10 +21,10 @@ def fit_on_engine(engine: str, df, spec, body, args: tuple, check) -> Any:
     return result
 
 
-class CentersModelMixin(ArrayPersistable):
+class CentersModelMixin(ArrayPersistable, HasTrainingSummary):
     """Centres (``clusterCenters()`` / ``centers``) and ``summary`` of a fitted model, saved and loaded with it.
 
-    Subclasses set ``_summary_cls`` (a class built from ``**summary.asDict()``) and may extend
+    Subclasses set ``_summary_cls`` (a :class:`~sparkml_dist.ml.summary.TrainingSummary`) and may extend
     ``_get_state``/``_from_state`` with more arrays.
     """
 
@@ -42,22 +43,12 @@ class CentersModelMixin(ArrayPersistable):
         """The centres as one ``k x d`` array."""
         return self._centers.copy()
 
-    @property
-    def hasSummary(self) -> bool:
-        return self._summary is not None
-
-    @property
-    def summary(self):
-        if self._summary is None:
-            raise RuntimeError(f"no training summary available for this {type(self).__name__}")
-        return self._summary
-
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         return {"centers": self._centers}, {"summary": self._summary.asDict() if self._summary else None}
 
     @classmethod
     def _summary_from(cls, extra: dict):
-        return cls._summary_cls(**extra["summary"]) if extra.get("summary") else None
+        return cls._summary_cls.fromDict(extra["summary"]) if extra.get("summary") else None
 
     @classmethod
     def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict):

@@ -1,47 +1,71 @@
-"""Param mixins shared by the clustering estimators and their models (xgboost.spark layout).
+"""Param mixins shared by the clustering estimators and their models (xgboost.spark layout), and the estimators'
+setters.
 
 Every Param is camelCase like ``pyspark.ml``'s. Defaults are MLlib ``KMeans``'s where MLlib has the parameter
 (``k=2, maxIter=20, tol=1e-4, initMode="k-means||", initSteps=2, distanceMeasure="euclidean"``); ``seed`` defaults
-to a fixed number derived from the class name, as MLlib's does -- but stable across processes (pyspark's
-``hash(name)`` changes with ``PYTHONHASHSEED``).
+to a fixed number derived from the class name, as MLlib's does -- but stable across processes
+(:class:`~sparkml_dist.ml.params.HasStableSeed`).
 
-Parameter values are checked by :meth:`_ClusteringParams._check_params` at ``fit`` time, before any Spark job, with
-errors that name the parameter.
+Parameter values are checked against each mixin's ``_constraints`` / ``_rules`` by
+:meth:`~sparkml_dist.ml.params.ValidatedParams._validate_params` at ``fit`` time, before any Spark job, with errors
+that name the parameter.
 """
 
 from __future__ import annotations
 
-from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.param.shared import HasFeaturesCol, HasMaxIter, HasPredictionCol, HasSeed, HasTol, HasWeightCol
+from typing import Any
+
+from pyspark.ml.param import TypeConverters
+from pyspark.ml.param.shared import HasFeaturesCol, HasMaxIter, HasPredictionCol, HasTol, HasWeightCol
 
 from sparkml_dist.clustering.initialization import INIT_MODES
 from sparkml_dist.data.validation import DataValidationError, ScanStats
-from sparkml_dist.engine import ENGINES
-from sparkml_dist.ml.params import stable_seed
+from sparkml_dist.ml.params import HasEngine, HasStableSeed, Interval, OneOf, Satisfies, typed_param
 
 DISTANCE_MEASURES = ("euclidean", "cosine")
 
 
-class _ClusteringParams(HasFeaturesCol, HasPredictionCol, HasWeightCol, HasMaxIter, HasTol, HasSeed):
+def _is_k_range(value: Any) -> bool:
+    return len(value) == 2 and 2 <= value[0] <= value[1]
+
+
+_K_RANGE = Satisfies(_is_k_range, "[kMin, kMax] with 2 <= kMin <= kMax")
+
+
+def _initial_centers_shape(p: _ClusteringParams) -> str | None:
+    centers = p.getInitialCenters()
+    if centers is None:
+        return None
+    widths = {len(c) for c in centers}
+    if len(centers) != p.getK() or len(widths) != 1:
+        return (f"initialCenters: expected k={p.getK()} rows of equal length, got {len(centers)} rows of lengths "
+                f"{sorted(widths)}")
+    return None
+
+
+class _ClusteringParams(HasFeaturesCol, HasPredictionCol, HasWeightCol, HasMaxIter, HasTol, HasStableSeed,
+                        HasEngine):
     """Params of every clustering estimator/model of this package."""
 
-    k = Param(Params._dummy(), "k", "number of clusters to create (>= 2)", typeConverter=TypeConverters.toInt)
-    initMode = Param(Params._dummy(), "initMode",
-                     f"initialisation algorithm: one of {', '.join(INIT_MODES)} (k-means|| as MLlib)",
-                     typeConverter=TypeConverters.toString)
-    initSteps = Param(Params._dummy(), "initSteps", "number of k-means|| oversampling rounds (> 0)",
-                      typeConverter=TypeConverters.toInt)
-    initialCenters = Param(Params._dummy(), "initialCenters",
-                           "k x d list of initial centres; when set, initMode is not used",
-                           typeConverter=TypeConverters.toListListFloat)
-    engine = Param(Params._dummy(), "engine",
-                   "'mapreduce' (resident blocks + treeReduce per iteration) or 'bsp' (one barrier stage, allreduce)",
-                   typeConverter=TypeConverters.toString)
+    k = typed_param("k", "number of clusters to create (>= 2)", TypeConverters.toInt)
+    initMode = typed_param("initMode", f"initialisation algorithm: one of {', '.join(INIT_MODES)} (k-means|| as MLlib)",
+                           TypeConverters.toString)
+    initSteps = typed_param("initSteps", "number of k-means|| oversampling rounds (> 0)", TypeConverters.toInt)
+    initialCenters = typed_param("initialCenters", "k x d list of initial centres; when set, initMode is not used",
+                                 TypeConverters.toListListFloat)
 
-    def __init__(self, *args) -> None:
-        super().__init__(*args)
-        self._setDefault(k=2, maxIter=20, tol=1e-4, initMode="k-means||", initSteps=2, engine="mapreduce",
-                         seed=stable_seed(type(self).__name__.replace("Model", "")))
+    _constraints = {
+        "k": Interval(2, subject="the number of clusters"),
+        "maxIter": Interval(1),
+        "tol": Interval(0),
+        "initMode": OneOf(INIT_MODES),
+        "initSteps": Interval(1),
+    }
+    _rules = (_initial_centers_shape,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(k=2, maxIter=20, tol=1e-4, initMode="k-means||", initSteps=2)
 
     def getK(self) -> int:
         return self.getOrDefault(self.k)
@@ -53,40 +77,82 @@ class _ClusteringParams(HasFeaturesCol, HasPredictionCol, HasWeightCol, HasMaxIt
         return self.getOrDefault(self.initSteps)
 
     def getInitialCenters(self) -> list[list[float]] | None:
-        return self.getOrDefault(self.initialCenters) if self.isDefined(self.initialCenters) else None
-
-    def getEngine(self) -> str:
-        return self.getOrDefault(self.engine)
+        return self._optional(self.initialCenters)
 
     def weight_column(self) -> str | None:
         """The weight column, or None when ``weightCol`` is unset or empty (every row weighs 1)."""
-        if self.isDefined(self.weightCol) and self.getWeightCol():
-            return self.getWeightCol()
-        return None
+        return self._optional(self.weightCol)
 
-    def _check_params(self) -> None:
-        """Value checks that need no data (raised before any Spark job)."""
-        k = self.getK()
-        if k < 2:
-            raise ValueError(f"k={k}: the number of clusters must be >= 2")
-        if self.getMaxIter() < 1:
-            raise ValueError(f"maxIter={self.getMaxIter()}: must be >= 1")
-        if self.getTol() < 0:
-            raise ValueError(f"tol={self.getTol()}: must be >= 0")
-        if self.getInitMode() not in INIT_MODES:
-            raise ValueError(f"initMode={self.getInitMode()!r}: expected one of {', '.join(INIT_MODES)}")
-        if self.getInitSteps() < 1:
-            raise ValueError(f"initSteps={self.getInitSteps()}: must be >= 1")
-        if self.getEngine() not in ENGINES:
-            raise ValueError(f"engine={self.getEngine()!r}: expected one of {', '.join(ENGINES)}")
-        centers = self.getInitialCenters()
-        if centers is not None:
-            widths = {len(c) for c in centers}
-            if len(centers) != k or len(widths) != 1:
-                raise ValueError(f"initialCenters: expected k={k} rows of equal length, got {len(centers)} rows of "
-                                 f"lengths {sorted(widths)}")
 
-    # setters shared by every estimator (pyspark style; all Params can also be set in the constructor)
+class _KMeansParams(_ClusteringParams):
+    distanceMeasure = typed_param("distanceMeasure",
+                                  "'euclidean' (squared distances) or 'cosine' (1 - cosine similarity), as MLlib",
+                                  TypeConverters.toString)
+    _constraints = {"distanceMeasure": OneOf(DISTANCE_MEASURES)}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(distanceMeasure="euclidean")
+
+    def getDistanceMeasure(self) -> str:
+        return self.getOrDefault(self.distanceMeasure)
+
+
+def _k_range_without_centers(p: _FuzzyParams) -> str | None:
+    if p.getKRange() and p.getInitialCenters() is not None:
+        return "initialCenters cannot be combined with kRange (one set of centres per k is needed)"
+    return None
+
+
+class _FuzzyParams(_ClusteringParams):
+    m = typed_param("m", "fuzzifier (> 1); 2 is the usual choice", TypeConverters.toFloat)
+    kRange = typed_param("kRange",
+                         "[kMin, kMax]: fit every k in the range and keep the one with the smallest Xie-Beni index",
+                         TypeConverters.toListInt)
+    membershipCol = typed_param("membershipCol",
+                                "output column of fuzzy memberships (array<double>); empty: not produced",
+                                TypeConverters.toString)
+
+    _constraints = {"m": Interval(1, None, closed="neither", subject="the fuzzifier"), "kRange": _K_RANGE}
+    _rules = (_k_range_without_centers,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        # FCM converges more slowly than k-means: skfuzzy-like iteration budget (MLlib has no FCM to follow)
+        self._setDefault(m=2.0, maxIter=100, membershipCol="")
+
+    def getM(self) -> float:
+        return self.getOrDefault(self.m)
+
+    def getKRange(self) -> list[int] | None:
+        return self._optional(self.kRange)
+
+    def getMembershipCol(self) -> str:
+        return self.getOrDefault(self.membershipCol)
+
+    def candidate_ks(self) -> list[int]:
+        """The k values to fit: the whole ``kRange`` when set, else ``[k]``."""
+        kr = self.getKRange()
+        return list(range(kr[0], kr[1] + 1)) if kr else [self.getK()]
+
+
+class _ConsensusParams(_FuzzyParams):
+    localKRange = typed_param("localKRange", "[kMin, kMax] each site (partition) searches for its own number of "
+                                             "clusters", TypeConverters.toListInt)
+    _constraints = {"localKRange": _K_RANGE}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(kRange=[2, 10], localKRange=[2, 10])
+
+    def getLocalKRange(self) -> list[int]:
+        return self.getOrDefault(self.localKRange)
+
+
+class _ClusteringSetters:
+    """Setters of the Params every clustering estimator has (pyspark style: setters on estimators; every Param can
+    also be set in the constructor or ``setParams``)."""
+
     def setK(self, value: int):
         return self._set(k=value)
 
@@ -114,64 +180,15 @@ class _ClusteringParams(HasFeaturesCol, HasPredictionCol, HasWeightCol, HasMaxIt
     def setInitMode(self, value: str):
         return self._set(initMode=value)
 
+    def setInitSteps(self, value: int):
+        return self._set(initSteps=value)
+
     def setInitialCenters(self, value):
         return self._set(initialCenters=[[float(x) for x in row] for row in value])
 
 
-class _KMeansParams(_ClusteringParams):
-    distanceMeasure = Param(Params._dummy(), "distanceMeasure",
-                            "'euclidean' (squared distances) or 'cosine' (1 - cosine similarity), as MLlib",
-                            typeConverter=TypeConverters.toString)
-
-    def __init__(self, *args) -> None:
-        super().__init__(*args)
-        self._setDefault(distanceMeasure="euclidean")
-
-    def getDistanceMeasure(self) -> str:
-        return self.getOrDefault(self.distanceMeasure)
-
-    def setDistanceMeasure(self, value: str):
-        return self._set(distanceMeasure=value)
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        if self.getDistanceMeasure() not in DISTANCE_MEASURES:
-            raise ValueError(f"distanceMeasure={self.getDistanceMeasure()!r}: expected one of "
-                             f"{', '.join(DISTANCE_MEASURES)}")
-
-
-def _check_k_range(name: str, value: list[int] | None) -> None:
-    if value is None:
-        return
-    if len(value) != 2 or value[0] < 2 or value[1] < value[0]:
-        raise ValueError(f"{name}={list(value)}: expected [kMin, kMax] with 2 <= kMin <= kMax")
-
-
-class _FuzzyParams(_ClusteringParams):
-    m = Param(Params._dummy(), "m", "fuzzifier (> 1); 2 is the usual choice", typeConverter=TypeConverters.toFloat)
-    kRange = Param(Params._dummy(), "kRange",
-                   "[kMin, kMax]: fit every k in the range and keep the one with the smallest Xie-Beni index",
-                   typeConverter=TypeConverters.toListInt)
-    membershipCol = Param(Params._dummy(), "membershipCol",
-                          "output column of fuzzy memberships (array<double>); empty: not produced",
-                          typeConverter=TypeConverters.toString)
-
-    def __init__(self, *args) -> None:
-        super().__init__(*args)
-        # FCM converges more slowly than k-means: skfuzzy-like iteration budget (MLlib has no FCM to follow)
-        self._setDefault(m=2.0, maxIter=100, membershipCol="")
-
-    def getM(self) -> float:
-        return self.getOrDefault(self.m)
-
-    def getKRange(self) -> list[int] | None:
-        return self.getOrDefault(self.kRange) if self.isDefined(self.kRange) else None
-
-    def getMembershipCol(self) -> str:
-        return self.getOrDefault(self.membershipCol)
-
-    def setMembershipCol(self, value: str):
-        return self._set(membershipCol=value)
+class _FuzzySetters(_ClusteringSetters):
+    """Setters of the fuzzy estimators' own Params."""
 
     def setM(self, value: float):
         return self._set(m=value)
@@ -179,38 +196,8 @@ class _FuzzyParams(_ClusteringParams):
     def setKRange(self, value):
         return self._set(kRange=list(value))
 
-    def candidate_ks(self) -> list[int]:
-        """The k values to fit: the whole ``kRange`` when set, else ``[k]``."""
-        kr = self.getKRange()
-        return list(range(kr[0], kr[1] + 1)) if kr else [self.getK()]
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        if self.getM() <= 1.0:
-            raise ValueError(f"m={self.getM()}: the fuzzifier must be > 1")
-        _check_k_range("kRange", self.getKRange())
-        if self.getKRange() and self.getInitialCenters() is not None:
-            raise ValueError("initialCenters cannot be combined with kRange (one set of centres per k is needed)")
-
-
-class _ConsensusParams(_FuzzyParams):
-    localKRange = Param(Params._dummy(), "localKRange",
-                        "[kMin, kMax] each site (partition) searches for its own number of clusters",
-                        typeConverter=TypeConverters.toListInt)
-
-    def __init__(self, *args) -> None:
-        super().__init__(*args)
-        self._setDefault(kRange=[2, 10], localKRange=[2, 10])
-
-    def getLocalKRange(self) -> list[int]:
-        return self.getOrDefault(self.localKRange)
-
-    def setLocalKRange(self, value):
-        return self._set(localKRange=list(value))
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        _check_k_range("localKRange", self.getLocalKRange())
+    def setMembershipCol(self, value: str):
+        return self._set(membershipCol=value)
 
 
 def data_check(k: int, featuresCol: str, initial_width: int | None = None):

@@ -15,47 +15,24 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
-from sparkml_dist.classification.cascade import SolverConfig, fit_cascade, fit_dpsvm
-from sparkml_dist.classification.kernel_svm import KernelSpec, SVCSolution, compute_gamma
-from sparkml_dist.classification.params import SVCParams, check_classes, check_svc_params
+from sparkml_dist.classification.cascade import fit_svm
+from sparkml_dist.classification.kernel_svm import KernelSpec, SVCSolution
+from sparkml_dist.classification.params import SVCParams, classes_check
 from sparkml_dist.classification.prediction_columns import add_prediction_columns
-from sparkml_dist.data.blocks import to_blocks
+from sparkml_dist.engine import launch, spec_for
 from sparkml_dist.ml.persistence import ArrayPersistable
+from sparkml_dist.ml.summary import HasTrainingSummary, TrainingSummary
 
 logger = logging.getLogger(__name__)
 
 _SOLUTION_ARRAYS = ("classes", "support_ids", "support_vectors", "support_y", "dual_coef", "intercept", "n_support")
-
-
-def feature_moments(X: np.ndarray) -> tuple[float, float, float]:
-    """``(count, mean, M2)`` of all entries of a feature matrix (for ``gamma='scale'``; merge with
-    :func:`_merge_moments`)."""
-    if X.size == 0:
-        return 0.0, 0.0, 0.0
-    X = np.asarray(X, dtype=np.float64)
-    mean = float(X.mean())
-    return float(X.size), mean, float(((X - mean) ** 2).sum())
-
-
-def _moments(block):
-    return feature_moments(block.X) if block.n_rows else (0.0, 0.0, 0.0)
-
-
-def _merge_moments(a, b):
-    """Chan et al.'s parallel variance: no cancellation from sum-of-squares."""
-    na, ma, sa = a
-    nb, mb, sb = b
-    n = na + nb
-    if n == 0:
-        return a
-    delta = mb - ma
-    return n, ma + delta * nb / n, sa + sb + delta * delta * na * nb / n
 
 
 class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWritable):
@@ -77,7 +54,7 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
         Polynomial kernel settings, as scikit-learn. (``sigmoid`` is refused: not positive semi-definite, so
         the cascade has no single optimum to converge to.)
     mode : {"cascade", "mrsmo", "dpsvm"}, default "cascade"
-        See :mod:`sparkml_dist.classification.cascade`.
+        See :mod:`sparkml_dist.classification.cascade` and :mod:`sparkml_dist.classification.dpsvm`.
     maxPasses : int, default 5
         ``cascade``: feedback passes at most. ``dpsvm``: ring circulations at most (``maxPasses * partitions``
         exchange rounds; ``maxPasses`` rounds for the complete topology). Ignored by ``mrsmo`` (one pass).
@@ -100,9 +77,10 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
         in-memory kernel matrix (RBF: float32, 4 n^2 bytes; linear/poly: float64, 8 n^2 bytes); a merge whose
         matrix exceeds this holds its deep bounded SVs at C to fit, else runs libsvm from zero. 0: libsvm everywhere.
     engine : {"mapreduce", "bsp"}, default "mapreduce"
-        ``cascade``/``mrsmo``: Spark jobs over resident blocks (every step a job; works on any cluster), or the whole
-        cascade in one barrier stage (:mod:`~sparkml_dist.classification.cascade_bsp`; needs a free task slot per
-        partition, the input is repartitioned to the free slots if it has more partitions). Same model.
+        Spark jobs over resident blocks (every step a job; works on any cluster), or the whole fit in one barrier
+        stage (SV sets exchanged by gloo collectives; a rank hosts whole partitions when there are more partitions
+        than free task slots). Every mode on either engine, the same model: the trainers are written once against
+        :mod:`sparkml_dist.engine`.
 
     Notes
     -----
@@ -120,10 +98,10 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
     Examples
     --------
     >>> from sparkml_dist.data.sources import load
-    >>> df = load(spark, "breast_cancer", num_partitions=2)      # doctest: +SKIP
-    >>> model = CascadeSVC(mode="cascade").fit(df)               # doctest: +SKIP
-    >>> model.passes, int(model.supportVectors.shape[0]) > 0    # doctest: +SKIP
-    (2, True)
+    >>> df = load(spark, "breast_cancer", num_partitions=2)
+    >>> model = CascadeSVC(mode="cascade").fit(df)
+    >>> model.converged, model.passes, int(model.supportVectors.shape[0]) > 0
+    (True, 2, True)
     """
 
     @keyword_only
@@ -131,9 +109,8 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
                  predictionCol: str = "prediction", rawPredictionCol: str = "rawPrediction", C: float = 1.0,
                  kernel: str = "rbf", gamma: str | float = "scale", degree: int = 3, coef0: float = 0.0,
                  mode: str = "cascade", maxPasses: int = 5, tol: float = 1e-3, topology: str = "ring",
-                 maxIter: int = -1, cacheSize: float = 500.0, seed: int | None = None,
-                 numPartitions: int = 0, leafSize: int = 5000, kernelMemoryMB: float = 4096.0,
-                 engine: str = "mapreduce") -> None:
+                 maxIter: int = -1, cacheSize: float = 500.0, numPartitions: int = 0, leafSize: int = 5000,
+                 kernelMemoryMB: float = 4096.0, engine: str = "mapreduce") -> None:
         super().__init__()
         self.setParams(**self._input_kwargs)
 
@@ -142,89 +119,117 @@ class CascadeSVC(Estimator, SVCParams, DefaultParamsReadable, DefaultParamsWrita
                   predictionCol: str = "prediction", rawPredictionCol: str = "rawPrediction", C: float = 1.0,
                   kernel: str = "rbf", gamma: str | float = "scale", degree: int = 3, coef0: float = 0.0,
                   mode: str = "cascade", maxPasses: int = 5, tol: float = 1e-3, topology: str = "ring",
-                  maxIter: int = -1, cacheSize: float = 500.0, seed: int | None = None,
-                  numPartitions: int = 0, leafSize: int = 5000, kernelMemoryMB: float = 4096.0,
-                  engine: str = "mapreduce") -> "CascadeSVC":
-        return self._set(**self._input_kwargs)
+                  maxIter: int = -1, cacheSize: float = 500.0, numPartitions: int = 0, leafSize: int = 5000,
+                  kernelMemoryMB: float = 4096.0, engine: str = "mapreduce") -> CascadeSVC:
+        """Set Params by keyword (``None`` leaves a Param at its default)."""
+        return self._set_params(self._input_kwargs)
 
-    def setC(self, value: float) -> "CascadeSVC":
+    def setFeaturesCol(self, value: str) -> CascadeSVC:
+        return self._set(featuresCol=value)
+
+    def setLabelCol(self, value: str) -> CascadeSVC:
+        return self._set(labelCol=value)
+
+    def setPredictionCol(self, value: str) -> CascadeSVC:
+        return self._set(predictionCol=value)
+
+    def setRawPredictionCol(self, value: str) -> CascadeSVC:
+        return self._set(rawPredictionCol=value)
+
+    def setC(self, value: float) -> CascadeSVC:
         return self._set(C=value)
 
-    def setKernel(self, value: str) -> "CascadeSVC":
+    def setKernel(self, value: str) -> CascadeSVC:
         return self._set(kernel=value)
 
-    def setGamma(self, value: str | float) -> "CascadeSVC":
+    def setGamma(self, value: str | float) -> CascadeSVC:
         return self._set(gamma=value)
 
-    def setMode(self, value: str) -> "CascadeSVC":
+    def setDegree(self, value: int) -> CascadeSVC:
+        return self._set(degree=value)
+
+    def setCoef0(self, value: float) -> CascadeSVC:
+        return self._set(coef0=value)
+
+    def setMode(self, value: str) -> CascadeSVC:
         return self._set(mode=value)
 
-    def setEngine(self, value: str) -> "CascadeSVC":
+    def setMaxPasses(self, value: int) -> CascadeSVC:
+        return self._set(maxPasses=value)
+
+    def setTol(self, value: float) -> CascadeSVC:
+        return self._set(tol=value)
+
+    def setTopology(self, value: str) -> CascadeSVC:
+        return self._set(topology=value)
+
+    def setMaxIter(self, value: int) -> CascadeSVC:
+        return self._set(maxIter=value)
+
+    def setCacheSize(self, value: float) -> CascadeSVC:
+        return self._set(cacheSize=value)
+
+    def setNumPartitions(self, value: int) -> CascadeSVC:
+        return self._set(numPartitions=value)
+
+    def setLeafSize(self, value: int) -> CascadeSVC:
+        return self._set(leafSize=value)
+
+    def setKernelMemoryMB(self, value: float) -> CascadeSVC:
+        return self._set(kernelMemoryMB=value)
+
+    def setEngine(self, value: str) -> CascadeSVC:
         return self._set(engine=value)
 
-    def _fit(self, dataset) -> "CascadeSVCModel":
-        check_svc_params(self)
+    def _fit(self, dataset) -> CascadeSVCModel:
+        self._validate_params()
         start = time.perf_counter()
-        if self.getOrDefault(self.engine) == "bsp":
-            return self._fit_bsp(dataset, start)
-        with to_blocks(dataset, self.getFeaturesCol(), self.getLabelCol(), None, dtype=np.float64,
-                       numPartitions=self.getNumPartitions() or None) as blocks:
-            n_classes = check_classes(blocks.stats.label_counts, self.getLabelCol())
-            variance = 0.0
-            if self.getGamma() == "scale":
-                n, _, m2 = blocks.aggregate(_moments, combine=_merge_moments)
-                variance = m2 / n
-            args = self._kernel_args()
-            kernel = KernelSpec(args["kernel"], compute_gamma(args["gamma"], blocks.n_features, variance),
-                                args["degree"], args["coef0"])
-            cfg = SolverConfig(kernel, n_classes=n_classes, **self._solver_args())
-            # global row ids: partition p's rows start after all rows of the partitions before it
-            counts = {t[0]: int(t[3]) for t in blocks.tokens}
-            offsets, acc = {}, 0
-            for p in sorted(counts):
-                offsets[p] = acc
-                acc += counts[p]
-            mode = self.getMode()
-            max_passes = int(self.getOrDefault(self.maxPasses))
-            if mode == "dpsvm":
-                result = fit_dpsvm(blocks, offsets, cfg, max_passes, self.getOrDefault(self.topology), self.getTol())
-            else:
-                result = fit_cascade(blocks, offsets, cfg, max_passes, self.getTol(), feedback=mode == "cascade")
-        return self._model(result, kernel, n_classes, blocks.n_features, mode, start)
-
-    def _fit_bsp(self, dataset, start: float) -> "CascadeSVCModel":
-        from sparkml_dist.classification.cascade_bsp import fit_cascade_bsp
-        from sparkml_dist.data.validation import ColumnSpec
-
-        spec = ColumnSpec(self.getFeaturesCol(), self.getLabelCol(), None, "classes")
-        df = dataset.repartition(self.getNumPartitions()) if self.getNumPartitions() else dataset
-        mode = self.getMode()
-        result, kernel, n_classes, n_features = fit_cascade_bsp(
-            df, spec, self._kernel_args(), self._solver_args(), int(self.getOrDefault(self.maxPasses)),
-            self.getTol(), feedback=mode == "cascade")
-        return self._model(result, kernel, n_classes, n_features, f"{mode} (bsp)", start)
+        spec = spec_for(self.getFeaturesCol(), None, self.getLabelCol(), "classes")
+        data = dataset.repartition(self.getNumPartitions()) if self.getNumPartitions() else dataset
+        run = launch(self.getEngine(), data, spec, fit_svm,
+                     (self.getMode(), self._kernel_args(), self._solver_args(), self.getMaxPasses(), self.getTol(),
+                      self.getTopology()), classes_check(self.getLabelCol()), dtype=np.float64)
+        result, kernel, n_classes = run.result
+        return self._model(run, result, kernel, n_classes, int(run.stats.n_features or 0), start)
 
     def _kernel_args(self) -> dict:
         """The kernel settings, ``gamma`` still unresolved ('scale' needs the data)."""
-        return {"kernel": self.getKernel(), "gamma": self.getGamma(), "degree": int(self.getOrDefault(self.degree)),
-                "coef0": float(self.getOrDefault(self.coef0))}
+        return {"kernel": self.getKernel(), "gamma": self.getGamma(), "degree": self.getDegree(),
+                "coef0": self.getCoef0()}
 
     def _solver_args(self) -> dict:
         """:class:`~sparkml_dist.classification.cascade.SolverConfig` fields other than the kernel and classes."""
-        return {"C": self.getC(), "cache_size": float(self.getOrDefault(self.cacheSize)),
-                "max_iter": self.getMaxIter(), "kernel_memory": float(self.getOrDefault(self.kernelMemoryMB)) * 2**20,
-                "leaf_size": int(self.getOrDefault(self.leafSize))}
+        return {"C": self.getC(), "cache_size": self.getCacheSize(),
+                "max_iter": self.getMaxIter(), "kernel_memory": self.getKernelMemoryMB() * 2**20,
+                "leaf_size": self.getLeafSize()}
 
-    def _model(self, result, kernel: KernelSpec, n_classes: int, n_features: int, label: str,
-               start: float) -> "CascadeSVCModel":
-        logger.info("svm %s: %d passes, %d SVs, objective %.6g, %.2fs", label, result.passes,
-                    len(result.solution.support_ids), result.solution.objective, time.perf_counter() - start)
-        model = CascadeSVCModel(result.solution, kernel, n_classes, n_features,
-                                {"passes": result.passes, "converged": result.converged, "history": result.history})
+    def _model(self, run, result, kernel: KernelSpec, n_classes: int, n_features: int,
+               start: float) -> CascadeSVCModel:
+        logger.info("svm %s (%s): %d passes, %d SVs, objective %.6g, %.2fs", self.getMode(), self.getEngine(),
+                    result.passes, len(result.solution.support_ids), result.solution.objective,
+                    time.perf_counter() - start)
+        history = result.history
+        summary = CascadeSVCTrainingSummary(numIter=result.passes, converged=result.converged,
+                                            engine=self.getEngine(), fitTime=time.perf_counter() - start,
+                                            iterationTimes=[float(h.get("seconds", 0.0)) for h in history],
+                                            loadTime=run.load_seconds, bytesCommunicated=run.bytes_communicated,
+                                            mode=self.getMode(), dualObjective=float(result.solution.objective),
+                                            history=history)
+        model = CascadeSVCModel(result.solution, kernel, n_classes, n_features, summary)
         return self._copyValues(model)
 
 
-class CascadeSVCModel(Model, SVCParams, ArrayPersistable):
+@dataclass(kw_only=True, repr=False)
+class CascadeSVCTrainingSummary(TrainingSummary):
+    """Training summary of a :class:`CascadeSVCModel`: ``numIter`` cascade passes (DPSVM: rounds); ``history`` per
+    pass: objective, relative change, SV counts, KKT violators, rows trained at layer 1 and in merges, seconds."""
+
+    mode: str = ""
+    dualObjective: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+
+class CascadeSVCModel(Model, SVCParams, ArrayPersistable, HasTrainingSummary):
     """A fitted :class:`CascadeSVC`: libsvm's one-vs-one solution of the final (top) SVM.
 
     Attributes
@@ -245,16 +250,26 @@ class CascadeSVCModel(Model, SVCParams, ArrayPersistable):
         SVs of the top SVM after every pass (DPSVM: SVs summed over nodes per round).
     trainingHistory : list of dict
         Per pass: objective, relative change, SV counts, rows trained at layer 1 and in merges, seconds.
+    summary : CascadeSVCTrainingSummary
     """
 
     def __init__(self, solution: SVCSolution | None = None, kernel: KernelSpec | None = None, n_classes: int = 0,
-                 n_features: int = 0, summary: dict | None = None) -> None:
+                 n_features: int = 0, summary: CascadeSVCTrainingSummary | None = None) -> None:
         super().__init__()
         self._solution = solution
         self._kernel = kernel
         self._n_classes = n_classes
         self._n_features = n_features
-        self._summary = summary or {}
+        self._summary = summary
+
+    def setFeaturesCol(self, value: str) -> CascadeSVCModel:
+        return self._set(featuresCol=value)
+
+    def setPredictionCol(self, value: str) -> CascadeSVCModel:
+        return self._set(predictionCol=value)
+
+    def setRawPredictionCol(self, value: str) -> CascadeSVCModel:
+        return self._set(rawPredictionCol=value)
 
     @property
     def solution(self) -> SVCSolution:
@@ -301,15 +316,15 @@ class CascadeSVCModel(Model, SVCParams, ArrayPersistable):
 
     @property
     def passes(self) -> int:
-        return int(self._summary.get("passes", 0))
+        return int(self.summary.numIter) if self.hasSummary else 0
 
     @property
     def converged(self) -> bool:
-        return bool(self._summary.get("converged", False))
+        return bool(self.summary.converged) if self.hasSummary else False
 
     @property
     def trainingHistory(self) -> list[dict]:
-        return list(self._summary.get("history", []))
+        return list(self.summary.history) if self.hasSummary else []
 
     @property
     def supportVectorCounts(self) -> list[int]:
@@ -334,12 +349,6 @@ class CascadeSVCModel(Model, SVCParams, ArrayPersistable):
         return add_prediction_columns(dataset, predict, self.getFeaturesCol(), self.getPredictionCol(),
                                       self.getRawPredictionCol(), "")
 
-    def copy(self, extra=None) -> "CascadeSVCModel":
-        that = super().copy(extra)
-        that._solution, that._kernel = self._solution, self._kernel
-        that._n_classes, that._n_features, that._summary = self._n_classes, self._n_features, self._summary
-        return that
-
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         s = self.solution
         assert self._kernel is not None
@@ -347,11 +356,12 @@ class CascadeSVCModel(Model, SVCParams, ArrayPersistable):
         k = self._kernel
         extra = {"objective": s.objective, "kernel": k.kernel, "gamma": k.gamma, "degree": k.degree,
                  "coef0": k.coef0, "n_classes": self._n_classes, "n_features": self._n_features,
-                 "summary": self._summary}
+                 "summary": self._summary.asDict() if self._summary else None}
         return arrays, extra
 
     @classmethod
-    def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> "CascadeSVCModel":
+    def _from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> CascadeSVCModel:
         sol = SVCSolution(**{name: arrays[name] for name in _SOLUTION_ARRAYS}, objective=float(extra["objective"]))
         kernel = KernelSpec(extra["kernel"], float(extra["gamma"]), int(extra["degree"]), float(extra["coef0"]))
-        return cls(sol, kernel, int(extra["n_classes"]), int(extra["n_features"]), extra.get("summary", {}))
+        summary = CascadeSVCTrainingSummary.fromDict(extra["summary"]) if extra.get("summary") else None
+        return cls(sol, kernel, int(extra["n_classes"]), int(extra["n_features"]), summary)
