@@ -4,8 +4,12 @@
 ``org.apache.spark.deploy.master.Master`` and N ``org.apache.spark.deploy.worker.Worker`` processes on 127.0.0.1
 (the same classes and ports as ``docker-compose.yml``), waits until every worker is registered (the master's ``/json``
 endpoint), and records pids, ports and log files in a state directory (``$SPARKML_DIST_STATE_DIR`` or
-``~/.sparkml_dist/cluster``). ``cluster stop`` stops exactly those pids; ``cluster status`` reads the master's view.
-The test fixture ``standalone_cluster`` and ``.ci/run`` use the same class.
+``~/.sparkml_dist/cluster``). ``cluster stop`` stops exactly those pids, each only after checking that it is still
+the process that was started (same start time, a Spark Master/Worker command line): a pid the kernel has since
+given to another program is left alone. ``cluster status`` reads the master's view. ``cluster start`` right after a
+``cluster stop`` waits a few seconds for the requested port to be released before taking a free one, and prints the
+master URL as its last line; ``--master local-standalone`` (:func:`recorded_master_url`) takes it from the state
+directory. The test fixture ``standalone_cluster`` and ``.ci/run`` use the same class.
 """
 
 from __future__ import annotations
@@ -40,7 +44,10 @@ def spark_home() -> str:
 
 
 def _port_free(port: int) -> bool:
+    """Whether the master could listen on ``port``: with SO_REUSEADDR, as the JVM's server sockets have it, so a
+    port whose previous listener just stopped (connections in TIME_WAIT) counts as free."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
             return True
@@ -62,8 +69,44 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+def _wait_port_free(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if _port_free(port):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.25)
+
+
 def default_state_dir() -> Path:
     return Path(os.environ.get("SPARKML_DIST_STATE_DIR", Path.home() / ".sparkml_dist" / "cluster"))
+
+
+def recorded_master_url(state_dir: str | os.PathLike | None = None) -> str:
+    """The master URL of the running cluster recorded in ``state_dir`` (``--master local-standalone``)."""
+    cluster = LocalStandaloneCluster.attach(state_dir)
+    if "master" not in cluster.alive_pids():
+        raise RuntimeError(f"--master local-standalone: the cluster recorded in {cluster.state_dir} is not running "
+                           "(start one with `sparkml-dist cluster start`)")
+    return cluster.master_url
+
+
+def _start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot; field 22 of /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []
 
 
 def cluster_env() -> dict[str, str]:
@@ -94,6 +137,8 @@ class ClusterState:
     state_dir: str
     pids: dict[str, int] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
+    #: name -> the process's start time when it was spawned (see ``_start_time``), to recognise it at stop
+    start_times: dict[str, int] = field(default_factory=dict)
 
     @property
     def master_url(self) -> str:
@@ -124,13 +169,13 @@ class LocalStandaloneCluster:
 
     # -- state ------------------------------------------------------------------------------------------------
     @classmethod
-    def attach(cls, state_dir: str | os.PathLike | None = None) -> "LocalStandaloneCluster":
+    def attach(cls, state_dir: str | os.PathLike | None = None) -> LocalStandaloneCluster:
         """The cluster recorded in ``state_dir`` (started earlier, possibly by another process)."""
         self = cls(state_dir=state_dir)
         if not self.state_file.exists():
             raise FileNotFoundError(f"no cluster recorded in {self.state_dir} (start one with `sparkml-dist cluster "
                                     "start`)")
-        self.state = ClusterState(**json.loads(self.state_file.read_text()))
+        self.state = ClusterState(**json.loads(self.state_file.read_text()))  # older files lack start_times
         return self
 
     def _save(self) -> None:
@@ -154,10 +199,13 @@ class LocalStandaloneCluster:
                                     start_new_session=True)
         self.state.pids[name] = proc.pid
         self.state.logs[name] = str(log)
+        started = _start_time(proc.pid)
+        if started is not None:
+            self.state.start_times[name] = started
         self._save()
         return proc.pid
 
-    def start(self, timeout: float = 90.0) -> "LocalStandaloneCluster":
+    def start(self, timeout: float = 90.0, port_wait: float = 10.0) -> LocalStandaloneCluster:
         if self.state_file.exists():
             try:
                 existing = LocalStandaloneCluster.attach(self.state_dir)
@@ -167,10 +215,13 @@ class LocalStandaloneCluster:
             except (json.JSONDecodeError, TypeError):
                 pass
             self.state_file.unlink(missing_ok=True)
+        # right after `cluster stop` the old master's ports can take a moment to be released: wait for them
+        wanted_master = bool(self.master_port) and _wait_port_free(self.master_port, port_wait)
+        wanted_ui = bool(self.webui_port) and _wait_port_free(self.webui_port, port_wait if wanted_master else 0)
         spare = _free_ports(2 + self.workers)  # distinct: master RPC, master UI, one UI per worker
         spare = [p for p in spare if p not in (self.master_port, self.webui_port)]
-        master_port = self.master_port if self.master_port and _port_free(self.master_port) else spare.pop()
-        webui_port = self.webui_port if self.webui_port and _port_free(self.webui_port) else spare.pop()
+        master_port = self.master_port if wanted_master else spare.pop()
+        webui_port = self.webui_port if wanted_ui else spare.pop()
         if self.master_port and master_port != self.master_port:
             logger.warning("port %d is busy; the master listens on %d", self.master_port, master_port)
         self.state = ClusterState(master_port, webui_port, self.workers, self.cores, self.memory,
@@ -243,31 +294,49 @@ class LocalStandaloneCluster:
             out["status"] = f"unreachable ({exc})"
         return out
 
+    def is_ours(self, name: str) -> bool:
+        """Whether the recorded pid of ``name`` is still the process we started: alive, the same start time, and a
+        Spark Master/Worker command line (pids are reused: never signal a stranger)."""
+        assert self.state is not None
+        pid = self.state.pids.get(name)
+        if pid is None or not _alive(pid):
+            return False
+        recorded = self.state.start_times.get(name)
+        if recorded is not None and _start_time(pid) != recorded:
+            return False
+        expected = MASTER_CLASS if name == "master" else WORKER_CLASS
+        return any(expected in arg for arg in _cmdline(pid))
+
     def stop(self, timeout: float = 20.0) -> list[int]:
-        """Stop exactly the recorded pids (workers first), SIGKILL what outlives ``timeout``."""
+        """Stop exactly the recorded pids (workers first) that are still ours, SIGKILL what outlives ``timeout``."""
         if self.state is None:
             return []
         names = sorted(self.state.pids, key=lambda n: n == "master")
-        stopped = []
+        signalled: list[tuple[str, int]] = []
         for name in names:
             pid = self.state.pids[name]
-            if _alive(pid):
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                    stopped.append(pid)
-                except ProcessLookupError:
-                    pass
+            if not _alive(pid):
+                continue
+            if not self.is_ours(name):
+                logger.warning("pid %d (%s) is no longer the process this cluster started; left alone", pid, name)
+                continue
+            try:
+                os.kill(pid, signal.SIGTERM)
+                signalled.append((name, pid))
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + timeout
-        for pid in stopped:
+        for name, pid in signalled:
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if _alive(pid):
+            if self.is_ours(name):
                 os.kill(pid, signal.SIGKILL)
         self.state_file.unlink(missing_ok=True)
+        stopped = [pid for _, pid in signalled]
         logger.info("stopped standalone cluster (pids %s)", stopped)
         return stopped
 
-    def __enter__(self) -> "LocalStandaloneCluster":
+    def __enter__(self) -> LocalStandaloneCluster:
         return self.start() if self.state is None else self
 
     def __exit__(self, *exc) -> None:
