@@ -476,9 +476,11 @@ def _submitted_session(job: str, conf: dict):
     """Under spark-submit: the master and deploy settings come from spark-submit, never from a profile."""
     from pyspark.sql import SparkSession
 
-    from sparkml_dist.runtime.session import COLUMNAR_UDF_INPUT
+    from sparkml_dist.runtime.session import DEFAULTS
 
-    builder = SparkSession.builder.appName(f"sparkml-dist-{job}").config(COLUMNAR_UDF_INPUT, "false")
+    builder = SparkSession.builder.appName(f"sparkml-dist-{job}")
+    for key in ("spark.python.daemon.module", "spark.sql.execution.arrow.pythonUDF.columnarInput.enabled"):
+        builder = builder.config(key, DEFAULTS["conf"][key])
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -377,7 +377,12 @@ def _tail(path: str, lines: int = 30) -> str:
 def spark_submit(script: str, args: list[str] | None = None, master: str = "local[2]",
                  conf: dict[str, str] | None = None, timeout: float = 600.0,
                  cwd: str | None = None) -> subprocess.CompletedProcess:
-    """Run ``spark-submit`` (pyspark's own) on ``script``; returns the completed process (output captured)."""
+    """Run ``spark-submit`` (pyspark's own) on ``script``; returns the completed process (output captured).
+
+    ``SPARK_CONF_DIR`` points at the repository's ``conf/`` (unless set), so spark-submit's own launcher logs through
+    ``conf/log4j2.properties`` (WARN) instead of Spark's built-in INFO configuration, as the README's
+    ``export SPARK_CONF_DIR=$PWD/conf`` does for commands typed by hand.
+    """
     log4j = Path(__file__).resolve().parents[2] / "conf" / "log4j2.properties"
     cmd = [os.path.join(spark_home(), "bin", "spark-submit"), "--master", master,
            "--conf", f"spark.driver.host={HOST}", "--conf", f"spark.driver.bindAddress={HOST}",
@@ -387,4 +392,7 @@ def spark_submit(script: str, args: list[str] | None = None, master: str = "loca
     for key, value in (conf or {}).items():
         cmd += ["--conf", f"{key}={value}"]
     cmd += [script, *(args or [])]
-    return subprocess.run(cmd, env=cluster_env(), capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    env = cluster_env()
+    if log4j.is_file():
+        env.setdefault("SPARK_CONF_DIR", str(log4j.parent))
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)

@@ -33,6 +33,8 @@ PROFILES = ("local", "standalone", "yarn", "k8s", "databricks")
 
 #: Spark's switch for Arrow UDFs reading columnar batches directly (breaks on Vector columns; see DEFAULTS).
 COLUMNAR_UDF_INPUT = "spark.sql.execution.arrow.pythonUDF.columnarInput.enabled"
+#: Our Python worker daemon (:mod:`sparkml_dist.runtime.pydaemon`).
+DAEMON_MODULE = "sparkml_dist.runtime.pydaemon"
 
 #: Settings every profile starts from (the lowest precedence).
 DEFAULTS: dict[str, Any] = {
@@ -49,6 +51,8 @@ DEFAULTS: dict[str, Any] = {
         # carry a Vector (UDT) column: every model's transform of `spark.read.parquet(...)` failed with
         # UNSUPPORTED_DATATYPE. See :func:`row_based_arrow_input`.
         COLUMNAR_UDF_INPUT: "false",
+        # pyspark's worker daemon minus the BrokenPipeError tracebacks of workers the JVM hung up on
+        "spark.python.daemon.module": DAEMON_MODULE,
     },
 }
 
