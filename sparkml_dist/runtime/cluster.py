@@ -25,6 +25,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -181,13 +182,19 @@ class LocalStandaloneCluster:
     def _save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.state), indent=2))
+        tmp.write_text(json.dumps(asdict(self._st), indent=2))
         os.replace(tmp, self.state_file)
 
     @property
     def master_url(self) -> str:
-        assert self.state is not None, "cluster not started"
-        return self.state.master_url
+        return self._st.master_url
+
+    @property
+    def _st(self) -> ClusterState:
+        """The recorded state (started or attached), or a clear error."""
+        if self.state is None:
+            raise RuntimeError("the cluster is not started (call start() or attach())")
+        return self.state
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> int:
@@ -197,11 +204,11 @@ class LocalStandaloneCluster:
         with open(log, "ab") as fh:
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                     start_new_session=True)
-        self.state.pids[name] = proc.pid
-        self.state.logs[name] = str(log)
+        self._st.pids[name] = proc.pid
+        self._st.logs[name] = str(log)
         started = _start_time(proc.pid)
         if started is not None:
-            self.state.start_times[name] = started
+            self._st.start_times[name] = started
         self._save()
         return proc.pid
 
@@ -216,12 +223,11 @@ class LocalStandaloneCluster:
                 pass
             self.state_file.unlink(missing_ok=True)
         # right after `cluster stop` the old master's ports can take a moment to be released: wait for them
-        wanted_master = bool(self.master_port) and _wait_port_free(self.master_port, port_wait)
-        wanted_ui = bool(self.webui_port) and _wait_port_free(self.webui_port, port_wait if wanted_master else 0)
-        spare = _free_ports(2 + self.workers)  # distinct: master RPC, master UI, one UI per worker
-        spare = [p for p in spare if p not in (self.master_port, self.webui_port)]
-        master_port = self.master_port if wanted_master else spare.pop()
-        webui_port = self.webui_port if wanted_ui else spare.pop()
+        wanted, wanted_ui = self.master_port or 0, self.webui_port or 0  # 0 / None: any free port
+        spare = [p for p in _free_ports(4 + self.workers) if p not in (wanted, wanted_ui)]  # distinct ones
+        master_port = wanted if wanted and _wait_port_free(wanted, port_wait) else spare.pop()
+        webui_port = (wanted_ui if wanted_ui and _wait_port_free(wanted_ui, port_wait if master_port == wanted else 0)
+                      else spare.pop())
         if self.master_port and master_port != self.master_port:
             logger.warning("port %d is busy; the master listens on %d", self.master_port, master_port)
         self.state = ClusterState(master_port, webui_port, self.workers, self.cores, self.memory,
@@ -235,28 +241,28 @@ class LocalStandaloneCluster:
                 work_dir.mkdir(parents=True, exist_ok=True)
                 self._spawn(f"worker-{i}", [WORKER_CLASS, "--host", HOST, "--cores", str(self.cores), "--memory",
                                             self.memory, "--webui-port", str(spare.pop()), "--work-dir",
-                                            str(work_dir), self.state.master_url], env)
+                                            str(work_dir), self._st.master_url], env)
             self.wait_until_ready(timeout)
         except BaseException:
             self.stop()
             raise
         logger.info("standalone cluster up: %s with %d workers x %d cores (web UI %s)", self.master_url,
-                    self.workers, self.cores, self.state.webui_url)
+                    self.workers, self.cores, self._st.webui_url)
         return self
 
     def master_json(self) -> dict:
         """The master's ``/json`` view. While the web UI is still starting its handlers, ``/json`` can fall
         through to the HTML status page (seen under load); that surfaces as ``MasterNotReady`` (an ``OSError``)."""
         assert self.state is not None
-        url = f"{self.state.webui_url}/json"
+        url = f"{self._st.webui_url}/json"
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=5) as resp:
             body = resp.read().decode(errors="replace")
         try:
             info = json.loads(body)
         except ValueError:
             raise MasterNotReady(f"{url} answered with something other than JSON: {body[:60]!r}...") from None
-        if not isinstance(info, dict) or info.get("url") != self.state.master_url:
-            raise MasterNotReady(f"{url} is not the master at {self.state.master_url} (it reports "
+        if not isinstance(info, dict) or info.get("url") != self._st.master_url:
+            raise MasterNotReady(f"{url} is not the master at {self._st.master_url} (it reports "
                                  f"{info.get('url') if isinstance(info, dict) else info!r})")
         return info
 
@@ -264,27 +270,27 @@ class LocalStandaloneCluster:
         deadline = time.monotonic() + timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
-            dead = [name for name, pid in self.state.pids.items() if not _alive(pid)]
+            dead = [name for name, pid in self._st.pids.items() if not _alive(pid)]
             if dead:
-                raise RuntimeError(f"{', '.join(dead)} exited during start-up; see {self.state.logs[dead[0]]}:\n"
-                                   + _tail(self.state.logs[dead[0]]))
+                raise RuntimeError(f"{', '.join(dead)} exited during start-up; see {self._st.logs[dead[0]]}:\n"
+                                   + _tail(self._st.logs[dead[0]]))
             try:
                 info = self.master_json()
                 alive = [w for w in info.get("workers", []) if w.get("state") == "ALIVE"]
-                if len(alive) >= self.state.workers:
+                if len(alive) >= self._st.workers:
                     return info
             except OSError as exc:
                 last_error = exc
             time.sleep(0.5)
-        raise TimeoutError(f"the standalone cluster did not register {self.state.workers} workers within {timeout} s "
+        raise TimeoutError(f"the standalone cluster did not register {self._st.workers} workers within {timeout} s "
                            f"(last error: {last_error}); logs in {self.state_dir / 'logs'}")
 
     def alive_pids(self) -> dict[str, int]:
-        return {n: p for n, p in (self.state.pids if self.state else {}).items() if _alive(p)}
+        return {n: p for n, p in (self._st.pids if self.state else {}).items() if _alive(p)}
 
     def status(self) -> dict:
-        out = {"master_url": self.master_url, "webui": self.state.webui_url, "pids": self.state.pids,
-               "alive": sorted(self.alive_pids())}
+        out: dict[str, Any] = {"master_url": self.master_url, "webui": self._st.webui_url, "pids": self._st.pids,
+                               "alive": sorted(self.alive_pids())}
         try:
             info = self.master_json()
             out["workers"] = [{"id": w["id"], "state": w["state"], "cores": w["cores"], "memory": w["memory"]}
@@ -298,10 +304,10 @@ class LocalStandaloneCluster:
         """Whether the recorded pid of ``name`` is still the process we started: alive, the same start time, and a
         Spark Master/Worker command line (pids are reused: never signal a stranger)."""
         assert self.state is not None
-        pid = self.state.pids.get(name)
+        pid = self._st.pids.get(name)
         if pid is None or not _alive(pid):
             return False
-        recorded = self.state.start_times.get(name)
+        recorded = self._st.start_times.get(name)
         if recorded is not None and _start_time(pid) != recorded:
             return False
         expected = MASTER_CLASS if name == "master" else WORKER_CLASS
@@ -311,10 +317,10 @@ class LocalStandaloneCluster:
         """Stop exactly the recorded pids (workers first) that are still ours, SIGKILL what outlives ``timeout``."""
         if self.state is None:
             return []
-        names = sorted(self.state.pids, key=lambda n: n == "master")
+        names = sorted(self._st.pids, key=lambda n: n == "master")
         signalled: list[tuple[str, int]] = []
         for name in names:
-            pid = self.state.pids[name]
+            pid = self._st.pids[name]
             if not _alive(pid):
                 continue
             if not self.is_ours(name):

@@ -177,7 +177,7 @@ class ProgressReporter:
         return time.perf_counter() - self._start
 
 
-def _first_line(text: str) -> str:
+def _first_line(text: object) -> str:
     for line in str(text).splitlines():
         if line.strip():
             return line.strip()

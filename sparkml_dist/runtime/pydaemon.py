@@ -42,8 +42,8 @@ def _print(*args: Any, **kwargs: Any) -> None:
 
 def install() -> None:
     """Patch the daemon module's ``traceback`` and ``print`` (inherited by every worker it forks)."""
-    _daemon.traceback = _QuietTraceback()  # type: ignore[assignment]
-    _daemon.print = _print  # type: ignore[attr-defined]
+    _daemon.traceback = _QuietTraceback()
+    _daemon.print = _print
 
 
 if __name__ == "__main__":
