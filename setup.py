@@ -5,7 +5,8 @@ from setuptools import find_packages, setup
 setup(
     name="sparkml_dist",
     version="0.1.0",
-    description="Distributed machine-learning algorithms (boosting, SVM, clustering, deep learning, RL) on Apache Spark",
+    description="Distributed machine-learning algorithms (boosting, SVM, k-means, fuzzy and consensus clustering) on "
+                "Apache Spark",
     long_description=Path(__file__).with_name("README.md").read_text() if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
@@ -20,13 +21,19 @@ setup(
         "scipy>=1.10",
         # the cascade SVM's warm-startable SMO solver and fused kernels (C speed without a build step)
         "numba>=0.60",
-        # install torch==2.13.0 (CPU) first: a bare `torch` requirement pulls a multi-GB CUDA build
+        # barrier collectives (torch.distributed gloo); install torch==2.13.0 (CPU) first: a bare `torch`
+        # requirement pulls a multi-GB CUDA build
         "torch>=2.4",
-        "gymnasium>=1.0",
-        "ale-py>=0.9",
         "pyyaml>=6",
         "matplotlib>=3.7",
     ],
-    extras_require={"test": ["pytest>=8"], "dev": ["pytest>=8", "ruff"]},
+    extras_require={
+        "test": ["pytest>=8"],
+        # `make lint`: ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade) and mypy, configured in .ruff.toml
+        # and .mypy.ini
+        "lint": ["ruff>=0.6", "mypy>=1.10", "types-PyYAML"],
+        "dev": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "types-PyYAML"],
+        # the deep-learning and RL families add their extras (`deep`, `rl`: gymnasium, ale-py) when they land
+    },
     entry_points={"console_scripts": ["sparkml-dist=sparkml_dist.cli:main"]},
 )

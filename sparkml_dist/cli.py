@@ -5,8 +5,13 @@ Every command takes ``--profile`` (a Spark profile in ``conf/spark/``), ``--mast
     sparkml-dist datasets list
     sparkml-dist datasets generate blobs --rows 1000000 --features 32 --param centers=16 --output out/blobs
     sparkml-dist cluster start --workers 2 --cores 1 --memory 2g | status | stop
-    sparkml-dist run kmeans --config conf/jobs/kmeans.yaml [--output out/km] [params.k=8 ...]
+    sparkml-dist run kmeans --config conf/jobs/kmeans.yaml [--output out/km] [--overwrite] [params.k=8 ...]
     sparkml-dist bench [--suite clustering,classification] [--out out/bench]
+
+``--master local-standalone`` means the cluster ``sparkml-dist cluster start`` recorded (its URL is also the last
+line ``cluster start`` prints). Mistakes in arguments or configs are one line and exit status 2, before Spark starts;
+a failing command prints one line and its cause (exit status 1) and keeps the full trace in a log file
+(``--verbose`` prints it instead).
 """
 
 from __future__ import annotations
@@ -28,13 +33,30 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                         help="Spark conf entry; repeat for more")
     parser.add_argument("--log-level", default=None, help="logging level (default INFO)")
+    parser.add_argument("--verbose", action="store_true", help="full tracebacks on stderr (default: in a log file)")
 
 
-def _spark(args, app: str):
-    from sparkml_dist.runtime import get_spark
-    from sparkml_dist.runtime.session import parse_conf_pairs
+class _Session:
+    """``with _Session(args, app) as spark``: the command's SparkSession, stopped at the end only if this command
+    started it (a notebook's or a test's running session is reused, as ``getOrCreate`` does, and left running)."""
 
-    return get_spark(args.profile, master=args.master, app_name=f"sparkml-dist-{app}", **parse_conf_pairs(args.conf))
+    def __init__(self, args, app: str):
+        self.args, self.app, self.spark, self.owned = args, app, None, False
+
+    def __enter__(self):
+        from pyspark import SparkContext
+
+        from sparkml_dist.runtime import get_spark
+        from sparkml_dist.runtime.session import parse_conf_pairs
+
+        self.owned = SparkContext._active_spark_context is None
+        self.spark = get_spark(self.args.profile, master=self.args.master, app_name=f"sparkml-dist-{self.app}",
+                               **parse_conf_pairs(self.args.conf))
+        return self.spark
+
+    def __exit__(self, *exc) -> None:
+        if self.owned and self.spark is not None:
+            self.spark.stop()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="generator parameter, e.g. centers=16 (values parsed as YAML)")
     p.add_argument("--output", required=True, help="output directory (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     cl = sub.add_parser("cluster", help="a real Spark standalone cluster on 127.0.0.1")
     cl_sub = cl.add_subparsers(dest="action", required=True)
@@ -63,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--cores", type=int, default=1, help="cores per worker")
     p.add_argument("--memory", default="2g", help="memory per worker")
-    p.add_argument("--port", type=int, default=7077, help="master port (a free one if busy)")
+    p.add_argument("--port", type=int, default=7077,
+                   help="master port (waits a few seconds for it after a `cluster stop`, then takes a free one)")
     p.add_argument("--webui-port", type=int, default=8080, help="master web UI port (a free one if busy)")
     p.add_argument("--state-dir", default=None, help="where pids and logs are kept")
     for action in ("status", "stop"):
@@ -76,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", help="job name (see `sparkml-dist run --list`)", nargs="?")
     p.add_argument("--config", default=None, help="job config (default conf/jobs/JOB.yaml)")
     p.add_argument("--output", default=None, help="output directory (overrides the config)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (else refused, old kept)")
     p.add_argument("--list", action="store_true", help="list the registered jobs")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. params.k=8")
 
@@ -98,19 +123,27 @@ def _datasets(args) -> int:
             sys.stdout.write(f"generator  {name}\n")
         return 0
     from sparkml_dist.data.io import write_dataframe
+    from sparkml_dist.runner import ConfigError, check_output, did_you_mean, validate_input
     from sparkml_dist.runtime.session import parse_conf_pairs
 
     if args.generator not in GENERATORS:
-        raise SystemExit(f"unknown generator {args.generator!r}; known: {', '.join(sorted(GENERATORS))}")
-    params = {k: yaml.safe_load(v) for k, v in parse_conf_pairs(args.param).items()}
+        raise ConfigError(f"unknown generator {args.generator!r}{did_you_mean(args.generator, GENERATORS)} "
+                          f"(known: {', '.join(sorted(GENERATORS))})")
+    try:
+        params = {k: yaml.safe_load(v) for k, v in parse_conf_pairs(args.param).items()}
+    except ValueError as exc:
+        raise ConfigError(str(exc).replace("--conf", "--param")) from None
     params.update(n_rows=args.rows, seed=args.seed, num_partitions=args.partitions)
     if args.features is not None:
         if args.generator == "hastie_10_2":
-            raise SystemExit("--features: hastie_10_2 always has 10 features")
+            raise ConfigError("--features: hastie_10_2 always has 10 features")
         params["n_features"] = args.features
-    spark = _spark(args, "generate")
-    df = GENERATORS[args.generator](spark, **params)
-    write_dataframe(df, args.output)
+    validate_input({"generator": args.generator, **params}, where="--param")
+    check_output(args.output, args.overwrite)
+    with _Session(args, "generate") as spark:
+        check_output(args.output, args.overwrite, spark)
+        df = GENERATORS[args.generator](spark, **params)
+        write_dataframe(df, args.output, overwrite=args.overwrite)
     logger.info("wrote %s rows of %s to %s", f"{args.rows:,}", args.generator, args.output)
     return 0
 
@@ -122,6 +155,7 @@ def _cluster(args) -> int:
         cluster = LocalStandaloneCluster(args.workers, args.cores, args.memory, args.port, args.webui_port,
                                          args.state_dir).start()
         sys.stdout.write(json.dumps(cluster.status(), indent=2) + "\n")
+        sys.stdout.write(cluster.master_url + "\n")  # the last line: `--master $(... | tail -1)` or local-standalone
         return 0
     try:
         cluster = LocalStandaloneCluster.attach(args.state_dir)
@@ -137,24 +171,15 @@ def _cluster(args) -> int:
 
 
 def _run(args) -> int:
-    from sparkml_dist.runner import JOB_MODULES, load_config, run_job
+    from sparkml_dist.runner import JOBS, prepare, run_job
 
     if args.list or not args.job:
-        for name, module in sorted(JOB_MODULES.items()):
-            sys.stdout.write(f"{name:14s} {module}\n")
+        for name, spec in sorted(JOBS.items()):
+            sys.stdout.write(f"{name:14s} {spec.module}\n")
         return 0
-    config = args.config
-    if config is None:
-        import os
-
-        default = os.path.join("conf", "jobs", f"{args.job}.yaml")
-        config = default if os.path.isfile(default) else None
-    cfg = load_config(config, args.overrides, args.job)
-    spark = _spark(args, args.job)
-    try:
-        metrics = run_job(args.job, cfg, spark, args.output)
-    finally:
-        spark.stop()
+    cfg = prepare(args.job, args.config, args.overrides, args.output, args.overwrite)  # all checks before Spark
+    with _Session(args, args.job) as spark:
+        metrics = run_job(args.job, cfg, spark, args.output, overwrite=args.overwrite or None)
     sys.stdout.write(json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n")
     return 0
 
@@ -162,18 +187,17 @@ def _run(args) -> int:
 def _bench(args) -> int:
     from sparkml_dist.bench.suite import run_suites
 
-    spark = _spark(args, "bench")
-    try:
+    with _Session(args, "bench") as spark:
         report = run_suites(spark, [s.strip() for s in args.suite.split(",") if s.strip()], args.out,
                             quick=args.quick)
-    finally:
-        spark.stop()
     sys.stdout.write(f"report: {report}\n")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``sparkml-dist ...``; returns the exit status (0, 1 for a failed command, 2 for a usage mistake)."""
     from sparkml_dist.runtime import setup_logging
+    from sparkml_dist.runtime.logs import report_failure
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -184,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     setup_logging(args.log_level)
     handler = {"datasets": _datasets, "cluster": _cluster, "run": _run, "bench": _bench}[args.command]
-    return handler(args)
+    try:
+        return handler(args)
+    except (Exception, KeyboardInterrupt) as exc:
+        return report_failure(exc, verbose=args.verbose, prog=f"sparkml-dist {args.command}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""The end-to-end jobs of the foundation: ``generate`` (a synthetic dataset to Parquet) and ``quickstart``.
+"""The end-to-end jobs of the foundation: ``generate`` (a synthetic dataset to Parquet), ``quickstart`` and
+``diagnose``.
 
 ``quickstart`` is the README's main job: it generates Gaussian blobs inside Spark, materialises them as resident
 numpy blocks, checks the two distributed engines against each other on a real statistic (per-feature mean and
-variance through the MapReduce ``treeReduce`` and through a barrier-stage allreduce), then trains the package's
-algorithms on the same data and on bundled real datasets, and writes models and metrics atomically.
+variance through the MapReduce ``treeReduce`` and through a barrier-stage allreduce), trains k-means on both engines
+from the same seed and **fails unless the two models agree** (:func:`check_kmeans_agree`: final cost and centres
+within a tight tolerance), then trains AdaBoost on a bundled real dataset, and writes models and metrics atomically.
 """
 
 from __future__ import annotations
@@ -55,6 +57,41 @@ def _moments_bsp(spark, df, num_tasks: int) -> tuple[np.ndarray, np.ndarray, dic
     return mean, total[1 + d:] / n - mean ** 2, {"bytes_sent": sum(s["bytes_sent"] for s in results.stats)}
 
 
+class EnginesDisagreeError(RuntimeError):
+    """The MapReduce and BSP engines trained different models from the same data, parameters and seed."""
+
+
+def check_kmeans_agree(first, second, rtol: float = 1e-6) -> dict[str, float]:
+    """Compare two fitted k-means models (e.g. the MapReduce and the BSP engine's); raise if they differ.
+
+    The costs must agree to ``rtol`` (relative) and every centre of one model must have a centre of the other within
+    ``rtol`` times the data's scale (the largest centre coordinate); centres are matched one to one (Hungarian), so
+    an engine that lists the same centres in another order still agrees. Both engines run the same k-means|| and
+    Lloyd steps from the same seed over the same partitions, so anything beyond rounding is a bug.
+
+    Returns
+    -------
+    dict
+        ``cost_relative_difference`` and ``centre_max_abs_difference``.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    a, b = np.asarray(first.centers, dtype=np.float64), np.asarray(second.centers, dtype=np.float64)
+    cost_a, cost_b = float(first.summary.trainingCost), float(second.summary.trainingCost)
+    if a.shape != b.shape:
+        raise EnginesDisagreeError(f"the engines found different numbers of centres: {a.shape[0]} and {b.shape[0]}")
+    cost_gap = abs(cost_a - cost_b) / max(abs(cost_a), abs(cost_b), 1e-300)
+    distance = np.abs(a[:, None, :] - b[None, :, :]).max(axis=2)
+    rows, cols = linear_sum_assignment(distance)
+    centre_gap = float(distance[rows, cols].max()) if len(rows) else 0.0
+    scale = max(1.0, float(np.abs(a).max(initial=0.0)))
+    if cost_gap > rtol or centre_gap > rtol * scale:
+        raise EnginesDisagreeError(
+            f"MapReduce and BSP k-means disagree: costs {cost_a:.6g} and {cost_b:.6g} (relative difference "
+            f"{cost_gap:.2e}), centres up to {centre_gap:.3g} apart (tolerance {rtol:g} x {scale:.3g})")
+    return {"cost_relative_difference": cost_gap, "centre_max_abs_difference": centre_gap}
+
+
 @register_job("quickstart")
 def quickstart(spark, cfg: dict) -> JobResult:
     from sparkml_dist.data import to_blocks
@@ -91,6 +128,10 @@ def quickstart(spark, cfg: dict) -> JobResult:
             metrics[f"kmeans_{engine}_seconds"] = time.perf_counter() - t
             metrics[f"kmeans_{engine}_cost"] = float(model.summary.trainingCost)
             models[f"kmeans_{engine}"] = model
+        agreement = check_kmeans_agree(models["kmeans_mapreduce"], models["kmeans_bsp"])
+        metrics.update({f"kmeans_engines_{key}": value for key, value in agreement.items()})
+        logger.info("engines agree on the k-means model (cost relative difference %.1e)",
+                    agreement["cost_relative_difference"])
     if importlib.util.find_spec("sparkml_dist.classification") is not None:
         from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 
@@ -131,6 +172,46 @@ def _executor_jvm() -> dict:
     return {"jvm_pid": None, "executor_id": "unknown", "python_pid": os.getpid()}
 
 
+def _executor_count(spark) -> int:
+    """Executors registered with the driver right now (the driver itself not counted, except in local mode)."""
+    status = spark.sparkContext._jsc.sc().getExecutorMemoryStatus()
+    n = int(status.size())
+    return n if spark.sparkContext.master.startswith("local") else max(0, n - 1)
+
+
+def expected_executors(spark) -> int:
+    """How many executors this application should get: ``spark.executor.instances`` if set, else one per worker
+    of the recorded local standalone cluster when that is the master, else 1."""
+    conf = spark.sparkContext.getConf()
+    if conf.get("spark.executor.instances", None):
+        return int(conf.get("spark.executor.instances"))
+    master = spark.sparkContext.master
+    if master.startswith("spark://"):
+        from sparkml_dist.runtime.cluster import LocalStandaloneCluster
+
+        try:
+            cluster = LocalStandaloneCluster.attach()
+            if cluster.master_url == master and cluster.state is not None:
+                return cluster.state.workers
+        except (FileNotFoundError, ValueError, TypeError):
+            pass
+    return 1
+
+
+def wait_for_executors(spark, expected: int, timeout: float) -> int:
+    """Wait until ``expected`` executors have registered (standalone executors come up one by one after the
+    application starts); returns how many there are, with a warning if the timeout passed first."""
+    deadline = time.monotonic() + timeout
+    count = _executor_count(spark)
+    while count < expected and time.monotonic() < deadline:
+        time.sleep(0.25)
+        count = _executor_count(spark)
+    if count < expected:
+        logger.warning("only %d of %d expected executors registered within %.0f s; measuring with those", count,
+                       expected, timeout)
+    return count
+
+
 @register_job("diagnose")
 def diagnose(spark, cfg: dict) -> JobResult:
     """Where does the work run? Executor JVMs of a small job, task slots, and a barrier allreduce across them."""
@@ -138,7 +219,10 @@ def diagnose(spark, cfg: dict) -> JobResult:
 
     from sparkml_dist.runtime.barrier import available_slots, run_barrier
 
-    slots = available_slots(spark, wait=float(cfg.get("slot_wait", 60)), at_least=int(cfg.get("min_slots", 1)))
+    wait = float(cfg.get("slot_wait", 60))
+    expected = int(cfg.get("executors") or expected_executors(spark))
+    executors = wait_for_executors(spark, expected, wait)
+    slots = available_slots(spark, wait=wait, at_least=int(cfg.get("min_slots", 1)))
     tasks = int(cfg.get("tasks", max(slots * 2, 2)))
     seen = spark.sparkContext.parallelize(range(tasks), tasks).map(lambda _: _executor_jvm()).collect()
     barrier = run_barrier(lambda ctx: (_executor_jvm(), ctx.allreduce(np.array([1.0, ctx.rank])).tolist()),
@@ -147,6 +231,8 @@ def diagnose(spark, cfg: dict) -> JobResult:
         "master": spark.sparkContext.master,
         "spark_version": spark.version,
         "slots": slots,
+        "executors": executors,
+        "executors_expected": expected,
         "driver_pid": os.getpid(),
         "task_executors": sorted({(s["executor_id"], s["jvm_pid"]) for s in seen}),
         "barrier_executors": sorted({(r[0]["executor_id"], r[0]["jvm_pid"]) for r in barrier}),

@@ -30,10 +30,13 @@ def test_cluster_registers_its_workers(standalone_cluster):
 
 def test_work_runs_in_separate_executor_jvms(standalone_cluster, tmp_path):
     out = tmp_path / "diag"
-    _submit(standalone_cluster, "diagnose.py", "--output", str(out), "min_slots=2")
+    proc = _submit(standalone_cluster, "diagnose.py", "--output", str(out), "min_slots=2", "executors=2")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["master"] == standalone_cluster.master_url
-    assert metrics["slots"] == 2
+    assert metrics["slots"] == 2 and metrics["executors"] == metrics["executors_expected"] == 2
+    # spark-submit's launcher logs through conf/log4j2.properties (SPARK_CONF_DIR): no Spark INFO lines
+    spark_info = [ln for ln in proc.stderr.splitlines() if " INFO " in ln and "sparkml_dist" not in ln]
+    assert spark_info == [], spark_info[:5]
     executors = {tuple(e) for e in metrics["task_executors"]}
     assert len(executors) == 2, executors  # two executor JVMs, one per worker
     assert all(eid not in ("driver", "unknown") for eid, _ in executors)
@@ -52,6 +55,7 @@ def test_quickstart_job_by_spark_submit_writes_atomically(standalone_cluster, tm
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["rows"] == 4000 and metrics["features"] == 16
     assert metrics["engines_max_abs_difference"] < 1e-9
+    assert metrics["kmeans_engines_cost_relative_difference"] < 1e-6  # the models agree, not only the moments
     assert [p for p in os.listdir(tmp_path) if "_tmp" in p] == []
 
 
@@ -65,13 +69,24 @@ def test_failed_submit_leaves_no_output(standalone_cluster, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def _start_output(proc):
+    """``cluster start`` prints its status as JSON, then the master URL as the last line."""
+    lines = proc.stdout.strip().splitlines()
+    return json.loads("\n".join(lines[:-1])), lines[-1]
+
+
 def test_cli_start_status_stop_manages_exactly_its_pids(tmp_path):
+    from sparkml_dist.runtime.cluster import _free_ports
+
     env = dict(os.environ, SPARKML_DIST_STATE_DIR=str(tmp_path / "state"))
     cli = [sys.executable, "-m", "sparkml_dist.cli", "cluster"]
-    start = subprocess.run(cli + ["start", "--workers", "1", "--cores", "1", "--memory", "512m", "--port", "0",
-                                  "--webui-port", "0"], env=env, capture_output=True, text=True, timeout=180)
+    port, ui = _free_ports(2)
+    start_args = ["start", "--workers", "1", "--cores", "1", "--memory", "512m", "--port", str(port),
+                  "--webui-port", str(ui)]
+    start = subprocess.run(cli + start_args, env=env, capture_output=True, text=True, timeout=180)
     assert start.returncode == 0, start.stderr
-    info = json.loads(start.stdout)
+    info, url = _start_output(start)
+    assert url == info["master_url"] == f"spark://127.0.0.1:{port}"
     pids = list(info["pids"].values())
     try:
         assert len(pids) == 2 and all(_alive(p) for p in pids)
@@ -85,6 +100,47 @@ def test_cli_start_status_stop_manages_exactly_its_pids(tmp_path):
     assert stop.returncode == 0
     assert not any(_alive(p) for p in pids)
     assert subprocess.run(cli + ["status"], env=env, capture_output=True, text=True).returncode == 1
+    # start right after stop: the same port again (it waits for the old master's port), URL on the last line
+    restart = subprocess.run(cli + start_args, env=env, capture_output=True, text=True, timeout=180)
+    try:
+        assert restart.returncode == 0, restart.stderr
+        assert _start_output(restart)[1] == f"spark://127.0.0.1:{port}"
+    finally:
+        subprocess.run(cli + ["stop"], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_stop_never_signals_a_pid_that_is_no_longer_ours(tmp_path):
+    """Pids are reused: a recorded pid now held by another program (other command line, or other start time)
+    is left alone."""
+    from sparkml_dist.runtime.cluster import ClusterState, _start_time
+
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        cluster = LocalStandaloneCluster(workers=1, state_dir=tmp_path)
+        cluster.state = ClusterState(7077, 8080, 1, 1, "1g", str(tmp_path), pids={"worker-0": stranger.pid},
+                                     start_times={"worker-0": _start_time(stranger.pid)})
+        assert not cluster.is_ours("worker-0")  # alive, same start time, but not a Spark Worker
+        assert cluster.stop(timeout=1) == [] and stranger.poll() is None
+        cluster.state.start_times["worker-0"] = _start_time(stranger.pid) - 1  # a recycled pid
+        assert not cluster.is_ours("worker-0")
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_port_wait_outlasts_a_listener_that_is_going_away():
+    import socket
+    import threading
+
+    from sparkml_dist.runtime.cluster import _free_ports, _port_free, _wait_port_free
+
+    port = _free_ports(1)[0]
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    assert not _port_free(port)
+    threading.Timer(1.0, holder.close).start()
+    assert _wait_port_free(port, timeout=10)
 
 
 def test_bad_cluster_arguments(tmp_path):

@@ -64,3 +64,30 @@ def test_databricks_profile_reuses_the_active_session(spark):
     from sparkml_dist.runtime import get_spark
 
     assert get_spark("databricks") is spark
+
+
+def test_a_conflicting_master_is_refused_not_silently_ignored(spark):
+    from sparkml_dist.runtime.session import SessionConflictError
+
+    # the README's order: a local session first, then the cluster; Spark alone would hand back the local session
+    with pytest.raises(SessionConflictError, match=r"asks for master spark://127.0.0.1:7077, but this process "
+                                                   r"already runs a SparkSession on local\[2\].*spark.stop\(\) first"):
+        get_spark("standalone", master="spark://127.0.0.1:7077")
+    assert get_spark("local") is spark  # local[*] accepts the running local session (a notebook's, a test's)
+
+
+def test_local_standalone_master_is_the_recorded_cluster(tmp_path, monkeypatch):
+    import json
+    import os
+
+    from sparkml_dist.runtime.cluster import ClusterState
+
+    monkeypatch.setenv("SPARKML_DIST_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("SPARKML_DIST_MASTER", raising=False)
+    with pytest.raises(FileNotFoundError, match="no cluster recorded"):
+        resolve_settings("standalone", master="local-standalone")
+    state = ClusterState(45123, 45124, 1, 1, "1g", str(tmp_path), pids={"master": os.getpid()})
+    (tmp_path / "cluster.json").write_text(json.dumps(state.__dict__))
+    assert resolve_settings("standalone", master="local-standalone")["master"] == "spark://127.0.0.1:45123"
+    monkeypatch.setenv("SPARKML_DIST_MASTER", "local-standalone")
+    assert resolve_settings("standalone")["master"] == "spark://127.0.0.1:45123"

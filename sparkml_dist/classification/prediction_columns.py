@@ -35,9 +35,11 @@ def add_prediction_columns(df, predict: PredictFn, featuresCol: str, predictionC
 
     from sparkml_dist.data.blocks import arrow_to_block
     from sparkml_dist.data.validation import ColumnSpec, DataValidationError, check_columns
+    from sparkml_dist.runtime.session import row_based_arrow_input
 
     spec = ColumnSpec(featuresCol, None, None, None)
     check_columns(df, spec)
+    row_based_arrow_input(df.sparkSession)  # Parquet input: Spark's columnar Arrow path cannot carry the Vector
     np_dtype = np.dtype(dtype)
 
     def _predict(features):

@@ -19,8 +19,10 @@ def _as_double_array(df, featuresCol: str):
     from pyspark.sql.types import ArrayType, DoubleType
 
     from sparkml_dist.data.validation import ColumnSpec, check_columns
+    from sparkml_dist.runtime.session import row_based_arrow_input
 
     check_columns(df, ColumnSpec(featuresCol=featuresCol, labelKind=None))
+    row_based_arrow_input(df.sparkSession)  # Parquet input: Spark's columnar Arrow path cannot carry the Vector
     dtype = df.schema[featuresCol].dataType
     if isinstance(dtype, VectorUDT):
         return vector_to_array(F.col(featuresCol), "float64")

@@ -4,8 +4,12 @@
 ``org.apache.spark.deploy.master.Master`` and N ``org.apache.spark.deploy.worker.Worker`` processes on 127.0.0.1
 (the same classes and ports as ``docker-compose.yml``), waits until every worker is registered (the master's ``/json``
 endpoint), and records pids, ports and log files in a state directory (``$SPARKML_DIST_STATE_DIR`` or
-``~/.sparkml_dist/cluster``). ``cluster stop`` stops exactly those pids; ``cluster status`` reads the master's view.
-The test fixture ``standalone_cluster`` and ``.ci/run`` use the same class.
+``~/.sparkml_dist/cluster``). ``cluster stop`` stops exactly those pids, each only after checking that it is still
+the process that was started (same start time, a Spark Master/Worker command line): a pid the kernel has since
+given to another program is left alone. ``cluster status`` reads the master's view. ``cluster start`` right after a
+``cluster stop`` waits a few seconds for the requested port to be released before taking a free one, and prints the
+master URL as its last line; ``--master local-standalone`` (:func:`recorded_master_url`) takes it from the state
+directory. The test fixture ``standalone_cluster`` and ``.ci/run`` use the same class.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +45,10 @@ def spark_home() -> str:
 
 
 def _port_free(port: int) -> bool:
+    """Whether the master could listen on ``port``: with SO_REUSEADDR, as the JVM's server sockets have it, so a
+    port whose previous listener just stopped (connections in TIME_WAIT) counts as free."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
             return True
@@ -62,8 +70,44 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+def _wait_port_free(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if _port_free(port):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.25)
+
+
 def default_state_dir() -> Path:
     return Path(os.environ.get("SPARKML_DIST_STATE_DIR", Path.home() / ".sparkml_dist" / "cluster"))
+
+
+def recorded_master_url(state_dir: str | os.PathLike | None = None) -> str:
+    """The master URL of the running cluster recorded in ``state_dir`` (``--master local-standalone``)."""
+    cluster = LocalStandaloneCluster.attach(state_dir)
+    if "master" not in cluster.alive_pids():
+        raise RuntimeError(f"--master local-standalone: the cluster recorded in {cluster.state_dir} is not running "
+                           "(start one with `sparkml-dist cluster start`)")
+    return cluster.master_url
+
+
+def _start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot; field 22 of /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return []
 
 
 def cluster_env() -> dict[str, str]:
@@ -94,6 +138,8 @@ class ClusterState:
     state_dir: str
     pids: dict[str, int] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
+    #: name -> the process's start time when it was spawned (see ``_start_time``), to recognise it at stop
+    start_times: dict[str, int] = field(default_factory=dict)
 
     @property
     def master_url(self) -> str:
@@ -124,25 +170,31 @@ class LocalStandaloneCluster:
 
     # -- state ------------------------------------------------------------------------------------------------
     @classmethod
-    def attach(cls, state_dir: str | os.PathLike | None = None) -> "LocalStandaloneCluster":
+    def attach(cls, state_dir: str | os.PathLike | None = None) -> LocalStandaloneCluster:
         """The cluster recorded in ``state_dir`` (started earlier, possibly by another process)."""
         self = cls(state_dir=state_dir)
         if not self.state_file.exists():
             raise FileNotFoundError(f"no cluster recorded in {self.state_dir} (start one with `sparkml-dist cluster "
                                     "start`)")
-        self.state = ClusterState(**json.loads(self.state_file.read_text()))
+        self.state = ClusterState(**json.loads(self.state_file.read_text()))  # older files lack start_times
         return self
 
     def _save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.state), indent=2))
+        tmp.write_text(json.dumps(asdict(self._st), indent=2))
         os.replace(tmp, self.state_file)
 
     @property
     def master_url(self) -> str:
-        assert self.state is not None, "cluster not started"
-        return self.state.master_url
+        return self._st.master_url
+
+    @property
+    def _st(self) -> ClusterState:
+        """The recorded state (started or attached), or a clear error."""
+        if self.state is None:
+            raise RuntimeError("the cluster is not started (call start() or attach())")
+        return self.state
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> int:
@@ -152,12 +204,15 @@ class LocalStandaloneCluster:
         with open(log, "ab") as fh:
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                     start_new_session=True)
-        self.state.pids[name] = proc.pid
-        self.state.logs[name] = str(log)
+        self._st.pids[name] = proc.pid
+        self._st.logs[name] = str(log)
+        started = _start_time(proc.pid)
+        if started is not None:
+            self._st.start_times[name] = started
         self._save()
         return proc.pid
 
-    def start(self, timeout: float = 90.0) -> "LocalStandaloneCluster":
+    def start(self, timeout: float = 90.0, port_wait: float = 10.0) -> LocalStandaloneCluster:
         if self.state_file.exists():
             try:
                 existing = LocalStandaloneCluster.attach(self.state_dir)
@@ -167,10 +222,12 @@ class LocalStandaloneCluster:
             except (json.JSONDecodeError, TypeError):
                 pass
             self.state_file.unlink(missing_ok=True)
-        spare = _free_ports(2 + self.workers)  # distinct: master RPC, master UI, one UI per worker
-        spare = [p for p in spare if p not in (self.master_port, self.webui_port)]
-        master_port = self.master_port if self.master_port and _port_free(self.master_port) else spare.pop()
-        webui_port = self.webui_port if self.webui_port and _port_free(self.webui_port) else spare.pop()
+        # right after `cluster stop` the old master's ports can take a moment to be released: wait for them
+        wanted, wanted_ui = self.master_port or 0, self.webui_port or 0  # 0 / None: any free port
+        spare = [p for p in _free_ports(4 + self.workers) if p not in (wanted, wanted_ui)]  # distinct ones
+        master_port = wanted if wanted and _wait_port_free(wanted, port_wait) else spare.pop()
+        webui_port = (wanted_ui if wanted_ui and _wait_port_free(wanted_ui, port_wait if master_port == wanted else 0)
+                      else spare.pop())
         if self.master_port and master_port != self.master_port:
             logger.warning("port %d is busy; the master listens on %d", self.master_port, master_port)
         self.state = ClusterState(master_port, webui_port, self.workers, self.cores, self.memory,
@@ -184,28 +241,28 @@ class LocalStandaloneCluster:
                 work_dir.mkdir(parents=True, exist_ok=True)
                 self._spawn(f"worker-{i}", [WORKER_CLASS, "--host", HOST, "--cores", str(self.cores), "--memory",
                                             self.memory, "--webui-port", str(spare.pop()), "--work-dir",
-                                            str(work_dir), self.state.master_url], env)
+                                            str(work_dir), self._st.master_url], env)
             self.wait_until_ready(timeout)
         except BaseException:
             self.stop()
             raise
         logger.info("standalone cluster up: %s with %d workers x %d cores (web UI %s)", self.master_url,
-                    self.workers, self.cores, self.state.webui_url)
+                    self.workers, self.cores, self._st.webui_url)
         return self
 
     def master_json(self) -> dict:
         """The master's ``/json`` view. While the web UI is still starting its handlers, ``/json`` can fall
         through to the HTML status page (seen under load); that surfaces as ``MasterNotReady`` (an ``OSError``)."""
         assert self.state is not None
-        url = f"{self.state.webui_url}/json"
+        url = f"{self._st.webui_url}/json"
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=5) as resp:
             body = resp.read().decode(errors="replace")
         try:
             info = json.loads(body)
         except ValueError:
             raise MasterNotReady(f"{url} answered with something other than JSON: {body[:60]!r}...") from None
-        if not isinstance(info, dict) or info.get("url") != self.state.master_url:
-            raise MasterNotReady(f"{url} is not the master at {self.state.master_url} (it reports "
+        if not isinstance(info, dict) or info.get("url") != self._st.master_url:
+            raise MasterNotReady(f"{url} is not the master at {self._st.master_url} (it reports "
                                  f"{info.get('url') if isinstance(info, dict) else info!r})")
         return info
 
@@ -213,27 +270,27 @@ class LocalStandaloneCluster:
         deadline = time.monotonic() + timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
-            dead = [name for name, pid in self.state.pids.items() if not _alive(pid)]
+            dead = [name for name, pid in self._st.pids.items() if not _alive(pid)]
             if dead:
-                raise RuntimeError(f"{', '.join(dead)} exited during start-up; see {self.state.logs[dead[0]]}:\n"
-                                   + _tail(self.state.logs[dead[0]]))
+                raise RuntimeError(f"{', '.join(dead)} exited during start-up; see {self._st.logs[dead[0]]}:\n"
+                                   + _tail(self._st.logs[dead[0]]))
             try:
                 info = self.master_json()
                 alive = [w for w in info.get("workers", []) if w.get("state") == "ALIVE"]
-                if len(alive) >= self.state.workers:
+                if len(alive) >= self._st.workers:
                     return info
             except OSError as exc:
                 last_error = exc
             time.sleep(0.5)
-        raise TimeoutError(f"the standalone cluster did not register {self.state.workers} workers within {timeout} s "
+        raise TimeoutError(f"the standalone cluster did not register {self._st.workers} workers within {timeout} s "
                            f"(last error: {last_error}); logs in {self.state_dir / 'logs'}")
 
     def alive_pids(self) -> dict[str, int]:
-        return {n: p for n, p in (self.state.pids if self.state else {}).items() if _alive(p)}
+        return {n: p for n, p in (self._st.pids if self.state else {}).items() if _alive(p)}
 
     def status(self) -> dict:
-        out = {"master_url": self.master_url, "webui": self.state.webui_url, "pids": self.state.pids,
-               "alive": sorted(self.alive_pids())}
+        out: dict[str, Any] = {"master_url": self.master_url, "webui": self._st.webui_url, "pids": self._st.pids,
+                               "alive": sorted(self.alive_pids())}
         try:
             info = self.master_json()
             out["workers"] = [{"id": w["id"], "state": w["state"], "cores": w["cores"], "memory": w["memory"]}
@@ -243,31 +300,49 @@ class LocalStandaloneCluster:
             out["status"] = f"unreachable ({exc})"
         return out
 
+    def is_ours(self, name: str) -> bool:
+        """Whether the recorded pid of ``name`` is still the process we started: alive, the same start time, and a
+        Spark Master/Worker command line (pids are reused: never signal a stranger)."""
+        assert self.state is not None
+        pid = self._st.pids.get(name)
+        if pid is None or not _alive(pid):
+            return False
+        recorded = self._st.start_times.get(name)
+        if recorded is not None and _start_time(pid) != recorded:
+            return False
+        expected = MASTER_CLASS if name == "master" else WORKER_CLASS
+        return any(expected in arg for arg in _cmdline(pid))
+
     def stop(self, timeout: float = 20.0) -> list[int]:
-        """Stop exactly the recorded pids (workers first), SIGKILL what outlives ``timeout``."""
+        """Stop exactly the recorded pids (workers first) that are still ours, SIGKILL what outlives ``timeout``."""
         if self.state is None:
             return []
-        names = sorted(self.state.pids, key=lambda n: n == "master")
-        stopped = []
+        names = sorted(self._st.pids, key=lambda n: n == "master")
+        signalled: list[tuple[str, int]] = []
         for name in names:
-            pid = self.state.pids[name]
-            if _alive(pid):
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                    stopped.append(pid)
-                except ProcessLookupError:
-                    pass
+            pid = self._st.pids[name]
+            if not _alive(pid):
+                continue
+            if not self.is_ours(name):
+                logger.warning("pid %d (%s) is no longer the process this cluster started; left alone", pid, name)
+                continue
+            try:
+                os.kill(pid, signal.SIGTERM)
+                signalled.append((name, pid))
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + timeout
-        for pid in stopped:
+        for name, pid in signalled:
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if _alive(pid):
+            if self.is_ours(name):
                 os.kill(pid, signal.SIGKILL)
         self.state_file.unlink(missing_ok=True)
+        stopped = [pid for _, pid in signalled]
         logger.info("stopped standalone cluster (pids %s)", stopped)
         return stopped
 
-    def __enter__(self) -> "LocalStandaloneCluster":
+    def __enter__(self) -> LocalStandaloneCluster:
         return self.start() if self.state is None else self
 
     def __exit__(self, *exc) -> None:
@@ -308,7 +383,12 @@ def _tail(path: str, lines: int = 30) -> str:
 def spark_submit(script: str, args: list[str] | None = None, master: str = "local[2]",
                  conf: dict[str, str] | None = None, timeout: float = 600.0,
                  cwd: str | None = None) -> subprocess.CompletedProcess:
-    """Run ``spark-submit`` (pyspark's own) on ``script``; returns the completed process (output captured)."""
+    """Run ``spark-submit`` (pyspark's own) on ``script``; returns the completed process (output captured).
+
+    ``SPARK_CONF_DIR`` points at the repository's ``conf/`` (unless set), so spark-submit's own launcher logs through
+    ``conf/log4j2.properties`` (WARN) instead of Spark's built-in INFO configuration, as the README's
+    ``export SPARK_CONF_DIR=$PWD/conf`` does for commands typed by hand.
+    """
     log4j = Path(__file__).resolve().parents[2] / "conf" / "log4j2.properties"
     cmd = [os.path.join(spark_home(), "bin", "spark-submit"), "--master", master,
            "--conf", f"spark.driver.host={HOST}", "--conf", f"spark.driver.bindAddress={HOST}",
@@ -318,4 +398,7 @@ def spark_submit(script: str, args: list[str] | None = None, master: str = "loca
     for key, value in (conf or {}).items():
         cmd += ["--conf", f"{key}={value}"]
     cmd += [script, *(args or [])]
-    return subprocess.run(cmd, env=cluster_env(), capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    env = cluster_env()
+    if log4j.is_file():
+        env.setdefault("SPARK_CONF_DIR", str(log4j.parent))
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)

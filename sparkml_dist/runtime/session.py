@@ -10,6 +10,11 @@ Profiles live in ``conf/spark/<name>.yaml``::
 
 Precedence, highest first: explicit arguments of :func:`get_spark` > environment (``SPARKML_DIST_MASTER``,
 ``SPARKML_DIST_CONF="k=v;k=v"``) > the profile file > :data:`DEFAULTS`.
+
+The master ``local-standalone`` means the cluster that ``sparkml-dist cluster start`` recorded (its state directory,
+see :mod:`sparkml_dist.runtime.cluster`), so nobody has to copy its port. One process has one SparkContext: asking
+:func:`get_spark` for a different master than the running session's raises :class:`SessionConflictError` (stop the
+session first); a request that agrees with it returns the running session.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ logger = logging.getLogger(__name__)
 
 PROFILES = ("local", "standalone", "yarn", "k8s", "databricks")
 
+#: Spark's switch for Arrow UDFs reading columnar batches directly (breaks on Vector columns; see DEFAULTS).
+COLUMNAR_UDF_INPUT = "spark.sql.execution.arrow.pythonUDF.columnarInput.enabled"
+#: Our Python worker daemon (:mod:`sparkml_dist.runtime.pydaemon`).
+DAEMON_MODULE = "sparkml_dist.runtime.pydaemon"
+
 #: Settings every profile starts from (the lowest precedence).
 DEFAULTS: dict[str, Any] = {
     "app_name": "sparkml-dist",
@@ -37,6 +47,12 @@ DEFAULTS: dict[str, Any] = {
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.python.worker.reuse": "true",
+        # Spark 4.3 feeds Arrow UDFs straight from a columnar scan (Parquet) when this is on, and that path cannot
+        # carry a Vector (UDT) column: every model's transform of `spark.read.parquet(...)` failed with
+        # UNSUPPORTED_DATATYPE. See :func:`row_based_arrow_input`.
+        COLUMNAR_UDF_INPUT: "false",
+        # pyspark's worker daemon minus the BrokenPipeError tracebacks of workers the JVM hung up on
+        "spark.python.daemon.module": DAEMON_MODULE,
     },
 }
 
@@ -50,6 +66,13 @@ def conf_dir() -> Path:
         if (candidate / "spark").is_dir():
             return candidate
     return Path(__file__).resolve().parents[2] / "conf"
+
+
+LOCAL_STANDALONE = "local-standalone"
+
+
+class SessionConflictError(RuntimeError):
+    """A SparkSession with another master already runs in this process (one SparkContext per process)."""
 
 
 def _as_str(value: Any) -> str:
@@ -118,7 +141,32 @@ def resolve_settings(profile: str | None = None, master: str | None = None, app_
     settings["conf"].update({k: _as_str(v) for k, v in (conf or {}).items()})
     if settings.get("driver_memory") == "auto":
         settings["driver_memory"] = _auto_driver_memory()
+    if settings.get("master") == LOCAL_STANDALONE:
+        from sparkml_dist.runtime.cluster import recorded_master_url
+
+        settings["master"] = recorded_master_url()
     return settings
+
+
+def _same_master(requested: str, running: str) -> bool:
+    """``local[*]`` (the local profile's default) accepts any running ``local[...]`` session, e.g. a test's."""
+    if requested == running:
+        return True
+    return requested == "local[*]" and running.startswith("local")
+
+
+def _check_running_master(settings: dict[str, Any]) -> None:
+    from pyspark import SparkContext
+
+    sc = SparkContext._active_spark_context
+    requested = settings.get("master")
+    if sc is None or not requested:
+        return
+    running = sc.master
+    if not _same_master(requested, running):
+        raise SessionConflictError(
+            f"get_spark({settings['profile']!r}) asks for master {requested}, but this process already runs a "
+            f"SparkSession on {running} (one per process): call spark.stop() first, then get_spark again")
 
 
 def get_spark(profile: str | None = None, *, master: str | None = None, app_name: str | None = None,
@@ -154,6 +202,7 @@ def get_spark(profile: str | None = None, *, master: str | None = None, app_name
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
+    _check_running_master(settings)
     log4j = conf_dir() / "log4j2.properties"
     if log4j.is_file() and "spark.driver.extraJavaOptions" not in settings["conf"]:
         # WARN from the first line of the driver's own log (it starts before setLogLevel can run)
@@ -166,6 +215,27 @@ def get_spark(profile: str | None = None, *, master: str | None = None, app_name
     for key, value in settings["conf"].items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    row_based_arrow_input(spark)  # also on a session that was already running (its conf was not ours)
     spark.sparkContext.setLogLevel(log_level)
     logger.debug("SparkSession %s on %s (profile %s)", spark.version, spark.sparkContext.master, settings["profile"])
     return spark
+
+
+def row_based_arrow_input(spark) -> None:
+    """Make the session's Arrow UDFs read rows, not columnar batches, so a ``Vector`` column can reach them.
+
+    With ``spark.sql.execution.arrow.pythonUDF.columnarInput.enabled`` on (Spark 4.3's default), an Arrow UDF placed
+    directly over a columnar scan (any Parquet input) converts the scan's batch to Arrow itself, and that converter
+    has no case for user-defined types: ``transform`` of a model on ``spark.read.parquet(path)`` failed with
+    ``UNSUPPORTED_DATATYPE UDT(...)`` while CSV and cached input worked. No plan shape avoids it (the optimizer
+    collapses any projection placed in between), so every ``transform`` of this package calls this first; our own
+    profiles already start with the setting off. The setting is a runtime SQL conf: it applies to the session's
+    later queries and only changes how batches reach Python, not results.
+    """
+    try:
+        if spark.conf.get(COLUMNAR_UDF_INPUT, "false").lower() != "false":
+            spark.conf.set(COLUMNAR_UDF_INPUT, "false")
+            logger.info("set %s=false on this session: Vector columns cannot take Spark's columnar Arrow path",
+                        COLUMNAR_UDF_INPUT)
+    except Exception as exc:  # a Spark without the setting has no columnar path to avoid
+        logger.debug("could not read or set %s: %s", COLUMNAR_UDF_INPUT, exc)
