@@ -9,6 +9,7 @@ The DataFrame feeds live in :mod:`sparkml_dist.data.feed` (streamed per partitio
 :mod:`sparkml_dist.data.converter` (petastorm's ``make_spark_converter``).
 """
 
+from sparkml_dist.deep.estimator import TorchEstimator, TorchModel
 from sparkml_dist.deep.launcher import Distributor, TorchContext, get_context, run
 
-__all__ = ["Distributor", "TorchContext", "get_context", "run"]
+__all__ = ["Distributor", "TorchContext", "TorchEstimator", "TorchModel", "get_context", "run"]
