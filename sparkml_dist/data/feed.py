@@ -63,11 +63,13 @@ def check_feed_columns(df, columns: Sequence[str], roles: dict[str, str] | None 
                 "vector (assemble numeric columns with pyspark.ml.feature.VectorAssembler)")
 
 
-def feed_frame(df, columns: Sequence[str], dtype: str = "float32", roles: dict[str, str] | None = None):
+def feed_frame(df, columns: Sequence[str], dtype: str = "float32", roles: dict[str, str] | None = None,
+               check_types: bool = True):
     """``df`` reduced to ``columns`` in a layout the rank-side conversion reads without Python per row.
 
     Vectors become ``array<float>`` (or ``array<double>`` with ``dtype="float64"``), ``double`` columns and arrays
     become ``float`` ones when ``dtype="float32"``; integer columns keep their type (class labels stay integers).
+    With ``check_types=False`` other columns (strings, binary) pass through unchanged.
     """
     from pyspark.ml.functions import vector_to_array
     from pyspark.ml.linalg import VectorUDT
@@ -76,7 +78,8 @@ def feed_frame(df, columns: Sequence[str], dtype: str = "float32", roles: dict[s
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}: expected one of {DTYPES}")
-    check_feed_columns(df, columns, roles)
+    if check_types:
+        check_feed_columns(df, columns, roles)
     fields = {f.name: f.dataType for f in df.schema.fields}
     target = "float" if dtype == "float32" else "double"
     exprs = []
