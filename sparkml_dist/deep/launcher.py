@@ -46,7 +46,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from sparkml_dist.runtime.barrier import BarrierContext, run_barrier
+from sparkml_dist.runtime.barrier import BarrierContext, BarrierTaskError, run_barrier
 
 logger = logging.getLogger(__name__)
 
@@ -239,8 +239,14 @@ def _check_gpu_conf(spark) -> None:
 
 def launch(target: Any, args: tuple = (), kwargs: dict | None = None, *, mode: str = "run",
            numWorkers: int | None = None, useGpu: bool = False, df=None, timeout: float | None = 600.0, spark=None,
-           progress: bool = True) -> list:
-    """The shared body of :func:`run` and :meth:`Distributor.run`; every rank's result, in rank order."""
+           progress: bool = True, retries: int = 0) -> list:
+    """The shared body of :func:`run` and :meth:`Distributor.run`; every rank's result, in rank order.
+
+    ``retries``: how many times a stage that failed on some rank is launched again. Spark never retries a barrier
+    *result* stage itself ("Could not recover from a failed barrier ResultStage"), so this is the retry; training
+    code that checkpoints (:mod:`sparkml_dist.deep.checkpoint`) resumes from its last checkpoint. Timeouts and bad
+    input are not retried.
+    """
     from pyspark.sql import SparkSession
 
     if mode == "script":
@@ -268,8 +274,16 @@ def launch(target: Any, args: tuple = (), kwargs: dict | None = None, *, mode: s
     spec = _Launch(mode=mode, use_gpu=useGpu, num_threads=_task_cpus(spark),
                    progress_address=server.address if server else None)
     try:
-        results = run_barrier(_rank_main, numWorkers, spark=spark, df=df,
-                              args=(target, tuple(args), dict(kwargs or {}), spec), timeout=timeout)
+        for attempt in range(retries + 1):
+            try:
+                results = run_barrier(_rank_main, numWorkers, spark=spark, df=df,
+                                      args=(target, tuple(args), dict(kwargs or {}), spec), timeout=timeout)
+                break
+            except BarrierTaskError as exc:
+                if attempt == retries:
+                    raise
+                logger.warning("training stage failed on rank %d (attempt %d of %d); launching it again:\n%s",
+                               exc.rank, attempt + 1, retries + 1, exc.remote_traceback.strip().splitlines()[-1])
     finally:
         if server is not None:
             server.close()
