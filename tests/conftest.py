@@ -15,6 +15,7 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 def pytest_configure(config):
     config.addinivalue_line("markers", "cluster: runs against a real Spark standalone master + workers on loopback")
     config.addinivalue_line("markers", "slow: takes more than ~30 s")
+    config.addinivalue_line("markers", "gpu: needs a CUDA device (skips without one)")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,99 @@
+"""petastorm-compatible make_spark_converter on Parquet + pyarrow.dataset."""
+
+import os
+
+import numpy as np
+import pytest
+
+from sparkml_dist.data.converter import SparkDatasetConverter, make_spark_converter
+
+
+@pytest.fixture
+def cache_conf(spark, tmp_path):
+    spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, f"file://{tmp_path}")
+    yield tmp_path
+    spark.conf.unset(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF)
+
+
+def _frame(spark, rows=500, parts=3):
+    from pyspark.ml.functions import array_to_vector
+
+    return spark.range(0, rows, 1, parts).selectExpr(
+        "id", "cast(id * 0.5 as double) x", "array(cast(id as double), cast(-id as double)) a") \
+        .withColumn("v", array_to_vector("a"))
+
+
+def test_converter_yields_exactly_the_rows_as_float32(spark, cache_conf):
+    df = _frame(spark)
+    conv = make_spark_converter(df)
+    assert len(conv) == 500 and conv.cache_dir_url.startswith(f"file://{cache_conf}")
+    with conv.make_torch_dataloader(batch_size=64, num_epochs=1) as loader:
+        batches = list(loader)
+    assert set(batches[0]) == {"id", "x", "a", "v"}
+    assert batches[0]["x"].dtype.is_floating_point and str(batches[0]["x"].dtype) == "torch.float32"
+    assert tuple(batches[0]["v"].shape) == (64, 2)
+    ids = np.concatenate([b["id"].numpy() for b in batches])
+    x = np.concatenate([b["x"].numpy() for b in batches])
+    v = np.concatenate([b["v"].numpy() for b in batches])
+    # checksum against the DataFrame itself
+    expected = df.selectExpr("sum(id) s", "sum(x) sx").first()
+    assert len(ids) == 500 and ids.sum() == expected["s"] and np.sort(ids).tolist() == list(range(500))
+    assert x.sum() == pytest.approx(expected["sx"])
+    np.testing.assert_array_equal(v[:, 0], ids) and np.testing.assert_array_equal(v[:, 1], -ids)
+    conv.delete()
+
+
+def test_shards_get_equal_batches_on_skewed_files(spark, cache_conf):
+    # two Parquet files of 10 and 2,000 rows (petastorm would hand one shard a single row group)
+    from test_feed import _skewed
+
+    df = _skewed(spark).selectExpr("id", "cast(id as float) x")
+    conv = make_spark_converter(df, parquet_row_group_size_bytes=4096)
+    counts, seen = [], []
+    for shard in range(2):
+        with conv.make_torch_dataloader(batch_size=100, num_epochs=1, cur_shard=shard, shard_count=2,
+                                        shuffling_queue_capacity=1000, seed=0) as loader:
+            ids = [b["id"].numpy() for b in loader]
+        counts.append([len(b) for b in ids])
+        seen.append(np.concatenate(ids))
+    assert counts[0] == counts[1] and sum(counts[0]) == 1005
+    assert len(np.intersect1d(seen[0], seen[1])) == 0  # disjoint shards, together every row
+    assert sorted(np.concatenate(seen).tolist()) == list(range(2010))
+    conv.delete()
+
+
+def test_num_epochs_none_repeats_and_shuffle_changes_per_epoch(spark, cache_conf):
+    conv = make_spark_converter(_frame(spark, rows=100, parts=2))
+    with conv.make_torch_dataloader(batch_size=50, num_epochs=None, shuffling_queue_capacity=100, seed=1) as loader:
+        it = iter(loader)
+        epochs = [np.concatenate([next(it)["id"].numpy() for _ in range(2)]) for _ in range(3)]
+    for e in epochs:
+        assert sorted(e.tolist()) == list(range(100))
+    assert not np.array_equal(epochs[0], epochs[1])
+    conv.delete()
+
+
+def test_same_plan_reuses_the_cache_without_a_spark_job(spark, cache_conf):
+    sc = spark.sparkContext
+    conv = make_spark_converter(_frame(spark, rows=200))
+    sc.setJobGroup("converter-reuse", "second converter")
+    try:
+        again = make_spark_converter(_frame(spark, rows=200))  # a new DataFrame object with the same plan
+        assert len(again) == 200
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    assert again is conv
+    assert list(sc.statusTracker().getJobIdsForGroup("converter-reuse")) == []
+    other = make_spark_converter(_frame(spark, rows=201))
+    assert other is not conv
+    path = conv.cache_dir_url[len("file://"):]
+    assert os.path.isdir(path)
+    conv.delete()
+    other.delete()
+    assert not os.path.exists(path)
+    assert make_spark_converter(_frame(spark, rows=200)) is not conv  # deleted: written afresh
+
+
+def test_missing_cache_dir_conf_is_a_clear_error(spark):
+    with pytest.raises(ValueError, match="petastorm.spark.converter.parentCacheDirUrl"):
+        make_spark_converter(spark.range(3))
