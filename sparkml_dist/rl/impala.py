@@ -101,10 +101,13 @@ class ImpalaLearner:
 
     def consume(self, items):
         self.pending.extend(p for _, p in items if p)
-        metrics = None
+        metrics, updates = None, 0
         while len(self.pending) >= self.batch:
             batch, self.pending = self.pending[:self.batch], self.pending[self.batch:]
             metrics = self.update(batch)
+            updates += 1
+        if metrics:
+            metrics["updates"] = updates
         return metrics
 
     def update(self, unrolls: list[dict]) -> dict:

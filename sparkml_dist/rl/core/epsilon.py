@@ -24,4 +24,6 @@ def linear_schedule(start: float, end: float, duration: float, t: float) -> floa
     """``start`` moving linearly to ``end`` over ``duration`` (then held), as CleanRL's DQN epsilon."""
     if duration <= 0:
         return end
-    return start + (end - start) * min(1.0, max(0.0, t / duration))
+    if t >= duration:
+        return end
+    return start + (end - start) * max(0.0, t / duration)
