@@ -18,7 +18,7 @@ import time
 from typing import Callable
 
 from sparkml_dist.rl.runners.channel import STOP, ChannelClient, ChannelServer
-from sparkml_dist.rl.runners.local import _learner_stats, after_update, checkpoint_state, start
+from sparkml_dist.rl.runners.local import _learner_stats, after_update, checkpoint_state, single_thread, start
 from sparkml_dist.runtime.barrier import BarrierTaskError, run_barrier
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,11 @@ def run_spark(algo, spark, callback: Callable[[dict], None] | None = None):
     """Train ``algo`` with its actors as Spark tasks; returns ``(policy, progress, extra_stats)``."""
     if algo.mode == "sync":
         return _run_sync(algo, spark, callback)
+    with single_thread():  # the driver's learner: one thread, as in the local runner (same float results)
+        return _run_async(algo, spark, callback)
+
+
+def _run_async(algo, spark, callback):
     c = algo.config
     learner = algo.make_learner()
     progress, ckpt, generation = start(algo, learner)
