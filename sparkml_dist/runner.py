@@ -46,6 +46,7 @@ JOB_MODULES: dict[str, str] = {
     "consensus": "sparkml_dist.clustering.jobs",
     "adaboost": "sparkml_dist.classification.jobs",
     "svm": "sparkml_dist.classification.jobs",
+    "rl": "sparkml_dist.rl.jobs",
 }
 
 _REGISTRY: dict[str, Callable] = {}

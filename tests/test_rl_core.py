@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from sparkml_dist.rl.core import (PrioritizedReplay, SumTree, VectorEnv, apex_epsilons, gae, linear_schedule,
-                                  nstep_targets, vtrace)
+from sparkml_dist.rl.core import (
+    PrioritizedReplay,
+    SumTree,
+    VectorEnv,
+    apex_epsilons,
+    gae,
+    linear_schedule,
+    nstep_targets,
+    vtrace,
+)
 
 
 def _gae_numpy(r, v, d, last, gamma, lam):
@@ -146,7 +154,8 @@ def test_apex_epsilons():
     assert apex_epsilons(1).tolist() == [0.4]  # N = 1: no 0/0
     with pytest.raises(ValueError, match="num_actors"):
         apex_epsilons(0)
-    assert linear_schedule(1.0, 0.1, 100, 50) == pytest.approx(0.55) and linear_schedule(1.0, 0.1, 100, 500) == pytest.approx(0.1)
+    assert linear_schedule(1.0, 0.1, 100, 50) == pytest.approx(0.55)
+    assert linear_schedule(1.0, 0.1, 100, 500) == pytest.approx(0.1)
 
 
 def test_vector_env_batches_and_final_obs():

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -127,8 +128,10 @@ class Algorithm:
         spark : SparkSession, optional
             For ``runner="spark"``; defaults to the active session.
         callback : callable, optional
-            Called on the driver after every learner update with ``{"env_steps", "updates", "return", "actors"}``
-            (``actors``: actor id -> Python worker pid, spark runner), e.g. for early stopping or monitoring.
+            Called after every learner update with ``{"env_steps", "updates", "return", "seconds", "policy",
+            "actors"}`` (``actors``: actor id -> Python worker pid, spark runner); returning ``True`` stops the run
+            (early stopping). It runs on the driver, except for DPPO on Spark, where rank 0's task calls it (so it
+            must be picklable) and the replicas stop together.
         """
         self.validate()
         from sparkml_dist.rl.runners import run_local, run_spark

@@ -80,7 +80,7 @@ class NStepActor:
             a, _ = self.net.act(env.obs, greedy=False, epsilon=epsilon, rng=self.rng)
             cols["obs"].append(env.obs)
             _, r, term, done, next_obs = env.step(a)
-            for k, v in zip(("action", "reward", "terminated", "done", "next_obs"), (a, r, term, done, next_obs)):
+            for k, v in (("action", a), ("reward", r), ("terminated", term), ("done", done), ("next_obs", next_obs)):
                 cols[k].append(v)
         window = {k: np.stack(v) for k, v in cols.items()}
         if self.carry is not None:

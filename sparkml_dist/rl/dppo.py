@@ -126,7 +126,7 @@ class DPPO(Algorithm):
 
         Returns ``(policy, progress, extra_stats)``; only rank 0 writes checkpoints.
         """
-        from sparkml_dist.rl.runners.local import mean_of
+        from sparkml_dist.rl.runners.local import event, mean_of
 
         c = self.config
         world = world_size or len(worker_ids)
@@ -159,7 +159,7 @@ class DPPO(Algorithm):
                     for w in workers:
                         w.shuffle()
                     for mb in range(c.numMinibatches):
-                        grads, mb_losses = zip(*(w.grad(net, mb) for w in workers))
+                        grads, mb_losses = zip(*(w.grad(net, mb) for w in workers), strict=True)
                         g = mean_of(list(grads)) if reduce_mean is None else reduce_mean(grads[0])
                         set_flat_grad(net, g)
                         torch.nn.utils.clip_grad_norm_(net.parameters(), c.maxGradNorm)
@@ -169,8 +169,10 @@ class DPPO(Algorithm):
                                   "updates": c.updateEpochs * c.numMinibatches})
                 ckpt.maybe_save(progress.env_steps, lambda: self._state(net, opt, progress, generation))
                 if callback is not None:
-                    callback({"env_steps": progress.env_steps, "updates": progress.updates,
-                              "return": progress.mean_return(), "actors": {}})
+                    stop = float(rank == 0 and callback(event(progress, net)) is True)
+                    if reduce_mean is not None:  # every replica stops together (rank 0's callback decides)
+                        stop = float(reduce_mean(np.array([stop], dtype=np.float32))[0] > 0)
+                    progress.stopped = bool(stop)
         finally:
             for w in workers:
                 w.close()

@@ -66,7 +66,7 @@ class SeedLearner(ImpalaLearner):
                 continue
             obs, actions, logp, version = self.last[actor_id]
             tr = self.traj[actor_id]
-            for key, value in zip(self._KEYS, (obs, actions, logp, p["rewards"], p["dones"], version)):
+            for key, value in zip(self._KEYS, (obs, actions, logp, p["rewards"], p["dones"], version), strict=True):
                 tr[key].append(value)
             if len(tr["rewards"]) == T:
                 unroll = {k: np.stack(tr[k]) for k in self._KEYS[:-1]}
@@ -81,7 +81,7 @@ class SeedLearner(ImpalaLearner):
         self.inference_calls += 1
         self.inference_rows += len(obs)
         replies, start = [], 0
-        for (actor_id, p), n in zip(items, sizes):
+        for (actor_id, p), n in zip(items, sizes, strict=True):
             a, lp = actions[start:start + n], logp[start:start + n]
             self.last[actor_id] = (p["obs"], a, lp, self.version)
             replies.append(self.net.env_action(a))

@@ -8,7 +8,7 @@ It drives exactly the objects the Spark runner ships to executors, in the same r
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -54,8 +54,14 @@ def after_update(algo, learner, progress, ckpt, generation, metrics, callback, a
     progress.learned(metrics)
     ckpt.maybe_save(progress.env_steps, lambda: checkpoint_state(algo, learner, progress, generation))
     if callback is not None and metrics:
-        callback({"env_steps": progress.env_steps, "updates": progress.updates, "return": progress.mean_return(),
-                  "actors": dict(actors or {})})
+        if callback(event(progress, learner.policy(), actors)) is True:
+            progress.stopped = True
+
+
+def event(progress: Progress, policy, actors=None) -> dict:
+    """What a ``train(callback=...)`` callback sees after an update; returning ``True`` stops the run early."""
+    return {"env_steps": progress.env_steps, "updates": progress.updates, "return": progress.mean_return(),
+            "seconds": progress.seconds, "policy": policy, "actors": dict(actors or {})}
 
 
 def run_local(algo, callback: Callable[[dict], None] | None = None):

@@ -33,6 +33,7 @@ class Progress:
         self.lags: list[float] = []
         self.last_metrics: dict = {}
         self.seconds_before = 0.0  # time spent by earlier (checkpointed) parts of a resumed run
+        self.stopped = False  # a callback asked to stop early
         self._start = time.perf_counter()
         self._last_log = self._start
         self._last_row_steps = 0
@@ -40,7 +41,7 @@ class Progress:
 
     @property
     def done(self) -> bool:
-        return self.env_steps >= self.total_steps
+        return self.stopped or self.env_steps >= self.total_steps
 
     @property
     def seconds(self) -> float:
@@ -65,7 +66,7 @@ class Progress:
             if lag is not None:
                 self.lags.append(float(lag))
             self.last_metrics = metrics
-        if self.env_steps - self._last_row_steps >= self.row_every or self.done:
+        if self.env_steps - self._last_row_steps >= self.row_every or self.env_steps >= self.total_steps:
             self._row()
         now = time.perf_counter()
         if now - self._last_log >= self.log_every:

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from sparkml_dist.rl.runners.channel import STOP, ChannelClient, ChannelServer
 from sparkml_dist.rl.runners.local import _learner_stats, after_update, checkpoint_state, single_thread, start
@@ -126,7 +126,7 @@ def _run_async(algo, spark, callback):
                 metrics = learner.consume(batch)
             else:
                 answers, metrics = learner.infer(batch)
-                for req, answer in zip(items, answers):
+                for req, answer in zip(items, answers, strict=True):
                     req.answer(answer)
             if metrics:
                 after_update(algo, learner, progress, ckpt, generation, metrics, callback, server.actors)
@@ -157,7 +157,7 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
 
 
-def _replica_task(ctx, algo, state, generation: int):
+def _replica_task(ctx, algo, state, generation: int, callback=None):
     import torch
 
     torch.set_num_threads(1)
@@ -166,7 +166,7 @@ def _replica_task(ctx, algo, state, generation: int):
     def reduce_mean(flat):
         return ctx.allreduce(flat) / world
 
-    return algo.run_replicas([ctx.rank], reduce_mean, None, state=state, generation=generation, rank=ctx.rank,
+    return algo.run_replicas([ctx.rank], reduce_mean, callback, state=state, generation=generation, rank=ctx.rank,
                              world_size=world)
 
 
@@ -181,8 +181,8 @@ def _run_sync(algo, spark, callback):
     generation = int(state.get("generation", 0)) + 1 if state else 0
     while True:
         try:
-            results = run_barrier(_replica_task, c.numActors, spark=spark, args=(algo, state, generation),
-                                  timeout=c.timeout)
+            results = run_barrier(_replica_task, c.numActors, spark=spark,
+                                  args=(algo, state, generation, callback), timeout=c.timeout)
             break
         except BarrierTaskError as exc:
             if restarts >= c.maxActorRestarts:
