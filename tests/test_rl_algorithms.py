@@ -18,8 +18,8 @@ from sparkml_dist.rl.runners.channel import ChannelClient, ChannelServer
 
 #: small CartPole budgets that learn in seconds (the rl_full benchmark runs the published-size targets)
 FAST = {
-    "dppo": dict(totalSteps=20_480, numSteps=32, updateEpochs=8, learningRate=1e-3, gaeLambda=0.8, gamma=0.98,
-                 entropyCoef=0.0),
+    "dppo": dict(totalSteps=16_384, numSteps=32, updateEpochs=8, numMinibatches=2, learningRate=1e-3, gaeLambda=0.8,
+                 gamma=0.98, entropyCoef=0.0),
     "impala": dict(totalSteps=24_000, unrollLength=16, batchUnrolls=1, learningRate=2e-3),
     "seed": dict(totalSteps=24_000, unrollLength=16, batchUnrolls=1, learningRate=2e-3),
     "a3c": dict(totalSteps=20_000),
@@ -164,3 +164,31 @@ def test_channel_back_pressure():
     assert not thread.is_alive()
     client.close()
     server.close()
+
+
+def test_dppo_replicas_average_the_same_on_both_runners(spark):
+    """Continuous actions (Pendulum): 2 Spark replicas averaging by allreduce take the very steps that the local
+    runner takes averaging the same 2 workers' gradients in one process."""
+    params = dict(env="Pendulum-v1", numActors=2, envsPerActor=4, numSteps=64, totalSteps=2_048, numMinibatches=2,
+                  updateEpochs=2, seed=5)
+    local = ALGORITHMS["dppo"](runner="local", **params).train()
+    dist = ALGORITHMS["dppo"](runner="spark", **params).train(spark)
+    np.testing.assert_allclose(get_flat(dist.policy), get_flat(local.policy), rtol=0, atol=1e-6)
+    assert not np.allclose(get_flat(local.policy), get_flat(ALGORITHMS["dppo"](**params).make_policy()))  # it moved
+    assert dist.stats["env_steps"] == local.stats["env_steps"] == 2_048
+
+
+def test_rl_job_writes_policy_and_metrics(spark, tmp_path):
+    from sparkml_dist.rl.jobs import build
+    from sparkml_dist.runner import load_config, run_job
+
+    cfg = load_config("conf/jobs/rl_impala.yaml", ["params.totalSteps=2048", "params.runner=local",
+                                                   "params.checkpointDir=null", "evaluate.episodes=2"], "rl")
+    metrics = run_job("rl", cfg, spark, output=str(tmp_path / "out"))
+    assert metrics["env_steps"] >= 2_048 and "greedy_return" in metrics
+    loaded = RLResult.load(str(tmp_path / "out" / "policy"))
+    assert loaded.algorithm == "impala" and loaded.config["unrollLength"] == 16
+    with pytest.raises(ValueError, match="algorithm='nope': unknown"):
+        build({"algorithm": "nope"})
+    with pytest.raises(ValueError, match="envsPerActor must be >= 1"):
+        build({"algorithm": "apex", "params": {"envsPerActor": 0}})

@@ -146,6 +146,7 @@ class Algorithm:
                 if spark is None:
                     raise RuntimeError("runner='spark' needs a SparkSession: pass spark= or create one")
             policy, progress, extra = run_spark(self, spark, callback)
+        progress.finish()
         stats = {**progress.stats(), **extra}
         logger.info("%s finished: %d env steps in %.1fs (%.0f/s), return %.1f", self.name, stats["env_steps"],
                     stats["seconds"], stats["env_steps_per_s"], stats["final_return"])

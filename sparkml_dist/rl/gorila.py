@@ -28,9 +28,9 @@ from sparkml_dist.rl.parameter_server import ParameterServer
 
 @dataclass(kw_only=True)
 class GorilaConfig(RLConfig):
-    learningRate: float = param(5e-4, "Adam step size at the parameter server", gt=0.0)
+    learningRate: float = param(1e-3, "Adam step size at the parameter server", gt=0.0)
     maxGradNorm: float = param(10.0, "gradient clipping norm", gt=0.0)
-    stepsPerGradient: int = param(2, "env steps (per env) between gradients", min=1)
+    stepsPerGradient: int = param(1, "env steps (per env) between gradients", min=1)
     nStep: int = param(1, "n of the n-step targets (the paper: 1)", min=1)
     bufferSize: int = param(20_000, "replay capacity of each actor-learner", min=1)
     batchSize: int = param(64, "minibatch of each gradient", min=1)

@@ -95,6 +95,11 @@ class Progress:
         self.history.append(row)
         self._last_row_steps = self.env_steps
 
+    def finish(self) -> None:
+        """The closing history row (env steps that arrived after the last update)."""
+        if not self.history or self.history[-1]["env_steps"] != self.env_steps:
+            self._row()
+
     def stats(self) -> dict:
         lags = np.asarray(self.lags) if self.lags else np.zeros(1)
         return {"env_steps": self.env_steps, "episodes": self.episodes, "updates": self.updates,
