@@ -69,6 +69,10 @@ class JobSpec:
     """Extra top-level keys and their types, e.g. ``{"test_fraction": float}``."""
     input: str = "required"
     """``"required"``, ``"optional"`` (the job has a default input) or ``"none"``."""
+    validator: str | None = None
+    """``"package.module:function"`` called with the whole config before Spark starts (for params whose schema
+    depends on another key, e.g. the RL job's ``algorithm``); its ``ValueError``/``TypeError`` becomes a
+    :class:`ConfigError`."""
 
 
 _SPLIT = {"test_fraction": float, "seed": int}
@@ -87,6 +91,8 @@ JOBS: dict[str, JobSpec] = {
                         sections=_SPLIT),
     "svm": JobSpec("sparkml_dist.classification.jobs", estimator="sparkml_dist.classification:CascadeSVC",
                    sections=_SPLIT),
+    "rl": JobSpec("sparkml_dist.rl.jobs", input="none", validator="sparkml_dist.rl.jobs:build",
+                  sections={"algorithm": str, "params": dict, "evaluate": dict}),
 }
 
 #: Top-level keys every job config may have.
@@ -348,8 +354,14 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         validate_input(cfg["input"])
     elif spec.input == "required":
         raise ConfigError(f"job {name!r} needs an `input` section (e.g. input.generator=blobs or input.path=...)")
-    if "params" in cfg:
+    if "params" in cfg and (spec.estimator or spec.params is not None):
         _validate_params(name, spec, cfg["params"])
+    if spec.validator:
+        module, _, fn_name = spec.validator.partition(":")
+        try:
+            getattr(importlib.import_module(module), fn_name)(dict(cfg))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc).splitlines()[0]) from None
     fraction = cfg.get("test_fraction")
     if isinstance(fraction, int | float) and not 0 <= fraction < 1:
         raise ConfigError(f"test_fraction={fraction}: must be in [0, 1)")

@@ -16,6 +16,18 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "cluster: runs against a real Spark standalone master + workers on loopback")
     config.addinivalue_line("markers", "slow: takes more than ~30 s")
     config.addinivalue_line("markers", "gpu: needs a CUDA device (skips without one)")
+    config.addinivalue_line("markers", "rl_full: RL benchmark targets (minutes); run with -m rl_full or "
+                                       "SPARKML_DIST_RL_FULL=1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """``rl_full`` tests run only when selected (``-m rl_full``) or enabled by SPARKML_DIST_RL_FULL=1."""
+    if "rl_full" in (config.getoption("-m") or "") or os.environ.get("SPARKML_DIST_RL_FULL") == "1":
+        return
+    skip = pytest.mark.skip(reason="RL benchmark target: run with -m rl_full or SPARKML_DIST_RL_FULL=1")
+    for item in items:
+        if "rl_full" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

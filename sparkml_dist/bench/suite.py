@@ -22,6 +22,7 @@ SUITES = {
     "data": "sparkml_dist.bench.data",
     "clustering": "sparkml_dist.bench.clustering",
     "classification": "sparkml_dist.bench.classification",
+    "rl": "sparkml_dist.bench.rl",
 }
 
 #: sizes for ``--quick`` (keys that a suite's ``run`` does not take are ignored)

@@ -1,0 +1,232 @@
+"""RL benchmark: rollout throughput inside Spark tasks, Spark's share of it, SEED batching, and the CartPole
+targets (greedy evaluation >= 475) for DPPO, IMPALA and Ape-X against a one-process PPO run on the same machine.
+
+``sparkml-dist bench --suite rl [--quick]`` runs :func:`run`; ``python -m sparkml_dist.bench.rl --part throughput``
+runs one part; ``pytest -m rl_full tests/test_rl_full.py`` asserts the targets. Figures are medians (and worst) over
+seeds; a target run stops at the first greedy evaluation >= 475 (10 episodes, every ``eval_every`` env steps), and
+its seconds include evaluation time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import time
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: settings per (algorithm, env) target; the budget is the issue's
+TARGETS = {
+    ("dppo", "CartPole-v1"): dict(budget=300_000, threshold=475.0, params=dict(
+        numSteps=32, updateEpochs=8, learningRate=1e-3, gaeLambda=0.8, gamma=0.98, entropyCoef=0.0)),
+    ("impala", "CartPole-v1"): dict(budget=500_000, threshold=475.0, params=dict(
+        unrollLength=16, batchUnrolls=1, learningRate=2e-3)),
+    ("apex", "CartPole-v1"): dict(budget=300_000, threshold=475.0, params=dict(learningStarts=1_000)),
+    ("dppo", "Acrobot-v1"): dict(budget=500_000, threshold=-100.0, params=dict(numSteps=64, learningRate=1e-3)),
+    ("impala", "Acrobot-v1"): dict(budget=500_000, threshold=-100.0, params=dict(unrollLength=16,
+                                                                                  learningRate=1e-3)),
+    ("apex", "Acrobot-v1"): dict(budget=500_000, threshold=-100.0, params=dict(learningStarts=1_000)),
+    ("dppo", "Pendulum-v1"): dict(budget=1_000_000, threshold=-300.0, params=dict(
+        numSteps=256, numMinibatches=32, updateEpochs=10, learningRate=1e-3, gaeLambda=0.95, gamma=0.9,
+        entropyCoef=0.0, hidden=64)),
+}
+
+
+def _rollout_task(ctx, env_id: str, envs: int, steps: int, policy: bool, seed: int) -> dict:
+    """Step ``envs`` envs for ``steps`` env steps in this task: batched MLP policy, or random actions."""
+    import torch
+
+    from sparkml_dist.rl.algorithm import env_spaces
+    from sparkml_dist.rl.core.envs import VectorEnv
+    from sparkml_dist.rl.core.nets import ActorCritic
+
+    torch.set_num_threads(1)
+    env = VectorEnv(env_id, envs, seed + ctx.rank * 100)
+    obs_space, action_space = env_spaces(env_id)
+    net = ActorCritic(obs_space, action_space) if policy else None
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    for _ in range(steps // envs):
+        if net is not None:
+            actions, _ = net.act(env.obs, rng=rng)
+        else:
+            actions = rng.integers(0, action_space.n, envs)
+        env.step(actions)
+    seconds = time.perf_counter() - start
+    env.close()
+    return {"steps": env.steps, "seconds": seconds}
+
+
+def throughput(spark, steps: int = 200_000, env_id: str = "CartPole-v1") -> dict:
+    """Env steps/s per core inside a Spark task (8 envs + one batched call per step vs 1 env per call), 2 tasks vs
+    1, and Spark's share of the stage (everything that is not stepping: scheduling, worker start, imports)."""
+    from sparkml_dist.runtime.barrier import run_barrier
+
+    out = {}
+    for label, envs in (("batched8", 8), ("batch1", 1)):
+        for world in (1, 2):
+            res = run_barrier(_rollout_task, world, spark=spark, args=(env_id, envs, steps, True, 0))
+            task = max(r["seconds"] for r in res)
+            out[f"{label}_x{world}"] = {
+                "per_core_steps_per_s": float(np.mean([r["steps"] / r["seconds"] for r in res])),
+                "total_steps_per_s": sum(r["steps"] for r in res) / res.seconds,
+                "spark_share": 1.0 - task / res.seconds, "stage_seconds": res.seconds}
+    out["scaling_2_over_1"] = out["batched8_x2"]["total_steps_per_s"] / out["batched8_x1"]["total_steps_per_s"]
+    out["batched_over_batch1"] = (out["batched8_x1"]["per_core_steps_per_s"]
+                                  / out["batch1_x1"]["per_core_steps_per_s"])
+    return out
+
+
+def ale(spark, frames: int = 20_000) -> dict:
+    """ALE Pong frames/s per core: raw ale-py (one env, this process) beside 8 envs inside a Spark task."""
+    from sparkml_dist.runtime.barrier import run_barrier
+
+    try:
+        import ale_py  # noqa: F401
+
+        from sparkml_dist.rl.core.envs import check_env_id
+
+        check_env_id("ALE/Pong-v5")
+    except (ImportError, ValueError) as exc:
+        return {"skipped": f"ALE unavailable: {exc}"}
+    import gymnasium as gym
+
+    env = gym.make("ALE/Pong-v5")
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for _ in range(frames // 4):  # v5 repeats each action 4 frames
+        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            env.reset()
+    raw = frames / (time.perf_counter() - start)
+    env.close()
+    res = run_barrier(_rollout_task, 1, spark=spark, args=("ALE/Pong-v5", 8, frames // 4, False, 0))
+    return {"raw_frames_per_s": raw, "in_task_frames_per_s": 4 * res[0]["steps"] / res[0]["seconds"],
+            "spark_share": 1.0 - res[0]["seconds"] / res.seconds}
+
+
+def solve(spark, name: str, env_id: str, seed: int, runner: str = "spark", eval_every: int = 10_000,
+          num_actors: int = 2) -> dict:
+    """Train until a greedy evaluation reaches the target (or the budget ends); steps and seconds at that point."""
+    from sparkml_dist.rl import ALGORITHMS
+    from sparkml_dist.rl.result import evaluate_policy
+
+    spec = TARGETS[(name, env_id)]
+    state = {"next": eval_every, "best": -np.inf, "solved_at": None}
+
+    def check(event):
+        if event["env_steps"] < state["next"]:
+            return False
+        state["next"] = event["env_steps"] + eval_every
+        score = evaluate_policy(event["policy"], env_id, 10, 10_000)
+        state["best"] = max(state["best"], score)
+        if score >= spec["threshold"]:
+            state["solved_at"] = (event["env_steps"], event["seconds"])
+            return True
+        return False
+
+    algo = ALGORITHMS[name](env=env_id, numActors=num_actors, envsPerActor=8, totalSteps=spec["budget"], seed=seed,
+                            runner=runner, logEvery=30.0, **spec["params"])
+    start = time.perf_counter()
+    result = algo.train(spark=spark, callback=check)
+    wall = time.perf_counter() - start
+    if name == "dppo" and runner == "spark":  # rank 0's callback ran in its task: read the outcome from history
+        state["best"] = result.evaluate(10)
+        if state["best"] >= spec["threshold"]:
+            state["solved_at"] = (result.stats["env_steps"], result.stats["seconds"])
+    solved = state["solved_at"] is not None
+    return {"solved": solved, "steps": state["solved_at"][0] if solved else None,
+            "seconds": state["solved_at"][1] if solved else None, "wall_seconds": wall,
+            "best_eval": float(state["best"]), "env_steps_per_s": result.stats["env_steps_per_s"],
+            "policy_lag_mean": result.stats["policy_lag_mean"],
+            "driver_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "workers_max_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def targets(spark, seeds: int = 3, names=("dppo", "impala", "apex"), env_id: str = "CartPole-v1") -> dict:
+    """Each algorithm on Spark (2 actors) over ``seeds`` seeds, beside one-process PPO (DPPO, 1 replica, local)."""
+    out = {}
+    base = [solve(spark, "dppo", env_id, s, runner="local", num_actors=1) for s in range(seeds)]
+    out["ppo_one_process"] = _summary(base)
+    for name in names:
+        if (name, env_id) in TARGETS:
+            runs = [solve(spark, name, env_id, s) for s in range(seeds)]
+            out[name] = _summary(runs)
+            if out[name]["median_seconds"] and out["ppo_one_process"]["median_seconds"]:
+                out[name]["vs_one_process"] = out[name]["median_seconds"] / out["ppo_one_process"]["median_seconds"]
+    return out
+
+
+def _summary(runs: list[dict]) -> dict:
+    secs = [r["seconds"] for r in runs if r["solved"]]
+    steps = [r["steps"] for r in runs if r["solved"]]
+    return {"solved": sum(r["solved"] for r in runs), "runs": len(runs),
+            "median_seconds": float(np.median(secs)) if secs else None,
+            "worst_seconds": float(max(secs)) if len(secs) == len(runs) else None,
+            "median_steps": float(np.median(steps)) if steps else None,
+            "worst_steps": float(max(steps)) if len(steps) == len(runs) else None,
+            "best_eval": [r["best_eval"] for r in runs], "env_steps_per_s": [r["env_steps_per_s"] for r in runs],
+            "max_rss_mb": max(r["driver_max_rss_mb"] for r in runs)}
+
+
+def seed_vs_batch1(spark, steps: int = 40_000) -> dict:
+    """End-to-end env steps/s: SEED (central inference over 2 x 8 envs) vs IMPALA actors with one env each."""
+    from sparkml_dist.rl import IMPALA, SEED
+
+    common = dict(env="CartPole-v1", numActors=2, totalSteps=steps, runner="spark", unrollLength=16,
+                  batchUnrolls=1)
+    seed = SEED(envsPerActor=8, **common).train(spark).stats
+    batch1 = IMPALA(envsPerActor=1, **common).train(spark).stats
+    return {"seed_steps_per_s": seed["env_steps_per_s"], "batch1_steps_per_s": batch1["env_steps_per_s"],
+            "ratio": seed["env_steps_per_s"] / batch1["env_steps_per_s"],
+            "seed_inference_batch": seed.get("inference_batch_mean")}
+
+
+def run(spark, repeats: int = 3, quick: bool = False) -> dict:
+    """The whole RL suite (``repeats`` seeds per target; ``repeats <= 2`` also shrinks the throughput runs)."""
+    small = quick or repeats <= 2
+    figures = {"throughput": throughput(spark, steps=40_000 if small else 200_000),
+               "ale": ale(spark, frames=4_000 if small else 20_000),
+               "seed": seed_vs_batch1(spark, steps=16_000 if small else 40_000)}
+    if not small:
+        figures["targets"] = targets(spark, seeds=repeats)
+    figures["load_average"] = os.getloadavg()[0]
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    import json
+
+    from sparkml_dist.runtime import get_spark, setup_logging
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("throughput", "ale", "seed", "targets", "all"), default="all")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=200_000)
+    parser.add_argument("--algorithms", default="dppo,impala,apex")
+    parser.add_argument("--env", default="CartPole-v1")
+    args = parser.parse_args(argv)
+    setup_logging("INFO")
+    spark = get_spark("local", master="local[2]", app_name="sparkml-dist-bench-rl")
+    load = os.getloadavg()[0]
+    if args.part == "throughput":
+        out = throughput(spark, steps=args.steps)
+    elif args.part == "ale":
+        out = ale(spark)
+    elif args.part == "seed":
+        out = seed_vs_batch1(spark, steps=args.steps)
+    elif args.part == "targets":
+        out = targets(spark, seeds=args.seeds, names=tuple(args.algorithms.split(",")), env_id=args.env)
+    else:
+        out = run(spark, repeats=args.seeds)
+    out = {"load_average_before": load, **out}
+    print(json.dumps(out, indent=1, default=str))  # noqa: T201 - a CLI's output
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

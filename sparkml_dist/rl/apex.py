@@ -1,0 +1,232 @@
+"""Ape-X (Horgan et al. 2018): many epsilon-greedy actors with constant per-actor epsilons, actor-side initial
+priorities, one central prioritised replay (sum-tree) and a double-DQN n-step learner.
+
+Actor ``i`` of ``N`` explores with ``eps_i = 0.4 ** (1 + 7 i / (N - 1))`` (:func:`~sparkml_dist.rl.core.apex_epsilons`),
+builds n-step transitions on its own envs, scores each with ``|TD|`` under its (stale) copy of the network, and ships
+them every ``unrollLength`` steps with those priorities (so fresh data is not all inserted at the maximum priority).
+The learner adds them to the replay, takes ``replayRatio x new transitions / batchSize`` double-DQN steps weighted by
+importance sampling, writes the new ``|TD|`` back and syncs the target network every ``targetUpdate`` steps::
+
+    result = ApeX(env="CartPole-v1", numActors=2, totalSteps=100_000, runner="spark").train()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sparkml_dist.rl.algorithm import Algorithm
+from sparkml_dist.rl.config import RLConfig, param
+from sparkml_dist.rl.core.envs import VectorEnv
+from sparkml_dist.rl.core.epsilon import apex_epsilons
+from sparkml_dist.rl.core.nets import QNetwork, get_flat, set_flat
+from sparkml_dist.rl.core.nstep import nstep_targets
+from sparkml_dist.rl.core.replay import PrioritizedReplay
+
+
+@dataclass(kw_only=True)
+class ApeXConfig(RLConfig):
+    learningRate: float = param(1e-3, "Adam step size", gt=0.0)
+    maxGradNorm: float = param(10.0, "gradient clipping norm", gt=0.0)
+    unrollLength: int = param(16, "steps per env between shipments (and weight pulls)", min=1)
+    nStep: int = param(3, "n of the n-step targets", min=1)
+    bufferSize: int = param(50_000, "replay capacity (transitions; FIFO eviction)", min=1)
+    batchSize: int = param(128, "learner minibatch", min=1)
+    learningStarts: int = param(2_000, "transitions in replay before learning starts", min=1)
+    replayRatio: float = param(4.0, "sampled transitions per inserted transition", gt=0.0)
+    targetUpdate: int = param(250, "learner steps between target-network syncs", min=1)
+    alpha: float = param(0.6, "priority exponent", min=0.0)
+    beta: float = param(0.4, "importance-sampling exponent", min=0.0, max=1.0)
+    epsilon: float = param(0.4, "base epsilon of the per-actor schedule", min=0.0, max=1.0)
+    epsilonAlpha: float = param(7.0, "exponent range of the per-actor schedule", min=0.0)
+
+
+def td_target(net, target, batch: dict, double: bool = True) -> torch.Tensor:
+    """``R + discount * Q_target(s', argmax_a Q(s', a))`` (double DQN; ``target=net`` on the actors)."""
+    with torch.no_grad():
+        next_obs = torch.as_tensor(batch["next_obs"])
+        q_next = target(next_obs)
+        a_next = net(next_obs).argmax(-1, keepdim=True) if double else q_next.argmax(-1, keepdim=True)
+        boot = q_next.gather(-1, a_next).squeeze(-1)
+        return torch.as_tensor(batch["reward"]) + torch.as_tensor(batch["discount"]) * boot
+
+
+class NStepActor:
+    """Epsilon-greedy actor producing n-step transitions; the part Ape-X and GORILA share."""
+
+    def __init__(self, algo: Algorithm, actor_id: int, generation: int):
+        c = self.config = algo.config
+        seed = algo.actor_seed(actor_id, generation)
+        self.env = VectorEnv(c.env, c.envsPerActor, seed)
+        self.rng = np.random.default_rng(seed)
+        self.net = algo.make_policy()
+        self.version = -1
+        self.carry: dict | None = None  # the last n-1 steps, whose windows close in the next shipment
+
+    def load(self, reply) -> None:
+        version, weights = reply
+        if version != self.version:
+            set_flat(self.net, weights)
+            self.version = version
+
+    def rollout(self, steps: int, epsilon: float) -> tuple[dict, int]:
+        """``steps`` steps on every env; returns the transitions whose n-step windows closed, flattened."""
+        env, n = self.env, self.config.nStep
+        cols = {k: [] for k in ("obs", "action", "reward", "terminated", "done", "next_obs")}
+        for _ in range(steps):
+            a, _ = self.net.act(env.obs, greedy=False, epsilon=epsilon, rng=self.rng)
+            cols["obs"].append(env.obs)
+            _, r, term, done, next_obs = env.step(a)
+            for k, v in (("action", a), ("reward", r), ("terminated", term), ("done", done), ("next_obs", next_obs)):
+                cols[k].append(v)
+        window = {k: np.stack(v) for k, v in cols.items()}
+        if self.carry is not None:
+            window = {k: np.concatenate([self.carry[k], window[k]]) for k in window}
+        W = len(window["reward"])
+        emit = W - (n - 1)
+        self.carry = {k: v[max(emit, 0):] for k, v in window.items()}
+        if emit <= 0:
+            return {}, steps * env.num_envs
+        R, disc, last = nstep_targets(window["reward"], window["terminated"], window["done"], self.config.gamma, n)
+        b_idx = np.arange(env.num_envs)[None, :]
+        out = {"obs": window["obs"][:emit], "action": window["action"][:emit], "reward": R[:emit],
+               "discount": disc[:emit], "next_obs": window["next_obs"][last[:emit], b_idx]}
+        flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in out.items()}
+        flat["obs"] = flat["obs"].astype(np.float32)
+        flat["next_obs"] = flat["next_obs"].astype(np.float32)
+        flat["reward"] = flat["reward"].astype(np.float32)
+        flat["discount"] = flat["discount"].astype(np.float32)
+        return flat, steps * env.num_envs
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class ApeXActor(NStepActor):
+    def __init__(self, algo: Algorithm, actor_id: int, generation: int):
+        super().__init__(algo, actor_id, generation)
+        c = algo.config
+        self.epsilon = float(apex_epsilons(c.numActors, c.epsilon, c.epsilonAlpha)[actor_id])
+
+    def act(self, reply):
+        if reply is None:
+            return None
+        self.load(reply)
+        batch, steps = self.rollout(self.config.unrollLength, self.epsilon)
+        payload = {"steps": steps, "returns": self.env.drain_returns(), "version": self.version,
+                   "epsilon": self.epsilon}
+        if batch:
+            with torch.no_grad():
+                q = self.net(torch.as_tensor(batch["obs"])).gather(
+                    -1, torch.as_tensor(batch["action"]).long().unsqueeze(-1)).squeeze(-1)
+                batch["priority"] = (td_target(self.net, self.net, batch) - q).abs().numpy()
+            payload["batch"] = batch
+        return payload
+
+
+def replay_fields(algo: Algorithm) -> dict:
+    obs_space, _ = algo.spaces()
+    return {"obs": (obs_space.shape, np.float32), "action": ((), np.int64), "reward": ((), np.float32),
+            "discount": ((), np.float32), "next_obs": (obs_space.shape, np.float32)}
+
+
+def dqn_step(net, target, opt, batch: dict, weights: np.ndarray, max_grad_norm: float) -> tuple[float, np.ndarray]:
+    """One importance-weighted double-DQN step (Huber loss); returns the loss and the new ``|TD|``."""
+    y = td_target(net, target, batch)
+    q = net(torch.as_tensor(batch["obs"])).gather(-1, torch.as_tensor(batch["action"]).long().unsqueeze(-1))
+    q = q.squeeze(-1)
+    loss = (torch.as_tensor(weights) * F.smooth_l1_loss(q, y, reduction="none")).mean()
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), max_grad_norm)
+    opt.step()
+    return loss.item(), (y - q.detach()).abs().numpy()
+
+
+class ApeXLearner:
+    """Central sum-tree replay + double-DQN learner."""
+
+    def __init__(self, algo: Algorithm):
+        c = self.config = algo.config
+        torch.manual_seed(c.seed)
+        self.net = algo.make_policy()
+        self.target = algo.make_policy()
+        self.target.load_state_dict(self.net.state_dict())
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=c.learningRate)
+        self.replay = PrioritizedReplay(c.bufferSize, replay_fields(algo), alpha=c.alpha, beta=c.beta)
+        self.rng = np.random.default_rng(c.seed)
+        self.version = 0
+        self._credit = 0.0
+
+    def reply(self):
+        return self.version, get_flat(self.net)
+
+    def policy(self):
+        return self.net
+
+    def consume(self, items):
+        lags, inserted = [], 0
+        for _, p in items:
+            batch = p.get("batch") if p else None
+            if batch:
+                prio = batch.pop("priority")
+                self.replay.add(batch, prio)
+                inserted += len(prio)
+                lags.append(self.version - p["version"])
+        if len(self.replay) < self.config.learningStarts:
+            return {"updates": 0, "policy_lag": float(np.mean(lags)) if lags else 0.0} if items else None
+        c = self.config
+        self._credit += c.replayRatio * inserted / c.batchSize
+        losses = []
+        while self._credit >= 1.0:
+            self._credit -= 1.0
+            batch, idx, weights = self.replay.sample(c.batchSize, self.rng)
+            loss, td = dqn_step(self.net, self.target, self.opt, batch, weights, c.maxGradNorm)
+            self.replay.update_priorities(idx, td)
+            losses.append(loss)
+            self.version += 1
+            if self.version % c.targetUpdate == 0:
+                self.target.load_state_dict(self.net.state_dict())
+        return {"updates": len(losses), "loss": float(np.mean(losses)) if losses else float("nan"),
+                "policy_lag": float(np.mean(lags)) if lags else 0.0}
+
+    def stats(self) -> dict:
+        return {"replay_size": len(self.replay)}
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "target": self.target.state_dict(), "opt": self.opt.state_dict(),
+                "version": self.version, "replay": self.replay.state_dict(), "credit": self._credit,
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.target.load_state_dict(state["target"])
+        self.opt.load_state_dict(state["opt"])
+        self.version, self._credit = state["version"], state["credit"]
+        self.replay.load_state_dict(state["replay"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+class ApeX(Algorithm):
+    """Distributed prioritised experience replay (Ape-X DQN). Parameters: :class:`ApeXConfig`."""
+
+    name = "apex"
+    Config = ApeXConfig
+    discrete_only = True
+
+    def make_policy(self):
+        obs_space, action_space = self.spaces()
+        return QNetwork(obs_space, action_space)
+
+    def make_actor(self, actor_id: int, generation: int = 0):
+        return ApeXActor(self, actor_id, generation)
+
+    def make_learner(self):
+        return ApeXLearner(self)
+
+    def batch_steps(self) -> int:
+        c = self.config
+        return max(c.learningStarts, c.batchSize)

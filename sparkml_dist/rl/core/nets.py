@@ -1,0 +1,149 @@
+"""Policy and value networks (CleanRL's sizes) and flat-vector weight/gradient helpers.
+
+Weights and gradients travel between actors and learners as one flat float32 numpy vector: one message, one
+allreduce, no per-tensor overhead.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Normal
+
+
+def _layer(inp: int, out: int, std: float = np.sqrt(2)) -> nn.Linear:
+    layer = nn.Linear(inp, out)
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, 0.0)
+    return layer
+
+
+def obs_dim(space: gym.Space) -> int:
+    if not isinstance(space, gym.spaces.Box):
+        raise ValueError(f"observation space {space} is not a Box; these networks take flat vector observations")
+    return int(np.prod(space.shape))
+
+
+class ActorCritic(nn.Module):
+    """Separate tanh MLPs for policy and value (CleanRL ``ppo.py`` / ``ppo_continuous_action.py``).
+
+    Discrete actions: categorical logits. Box actions: a Gaussian with a state-independent log-std.
+    """
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, hidden: int = 64):
+        super().__init__()
+        d = obs_dim(observation_space)
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        if self.discrete:
+            n_out = int(action_space.n)
+        elif isinstance(action_space, gym.spaces.Box):
+            n_out = int(np.prod(action_space.shape))
+            self.register_buffer("action_low", torch.as_tensor(action_space.low, dtype=torch.float32))
+            self.register_buffer("action_high", torch.as_tensor(action_space.high, dtype=torch.float32))
+            self.log_std = nn.Parameter(torch.zeros(n_out))
+        else:
+            raise ValueError(f"action space {action_space} is neither Discrete nor Box")
+        self.critic = nn.Sequential(_layer(d, hidden), nn.Tanh(), _layer(hidden, hidden), nn.Tanh(),
+                                    _layer(hidden, 1, 1.0))
+        self.actor = nn.Sequential(_layer(d, hidden), nn.Tanh(), _layer(hidden, hidden), nn.Tanh(),
+                                   _layer(hidden, n_out, 0.01))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    def dist(self, obs: torch.Tensor):
+        out = self.actor(obs)
+        if self.discrete:
+            return Categorical(logits=out)
+        return Normal(out, self.log_std.exp().expand_as(out))
+
+    def log_prob(self, dist, actions: torch.Tensor) -> torch.Tensor:
+        lp = dist.log_prob(actions)
+        return lp if self.discrete else lp.sum(-1)
+
+    def entropy(self, dist) -> torch.Tensor:
+        ent = dist.entropy()
+        return ent if self.discrete else ent.sum(-1)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, greedy: bool = False,
+            rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Actions for a batch of observations and their log-probabilities (one forward pass).
+
+        Sampling draws from ``rng`` (numpy), not torch's global generator: each actor owns its stream, so a run is
+        the same whether its actors share one process (local runner) or not (Spark tasks).
+        """
+        dist = self.dist(torch.as_tensor(obs, dtype=torch.float32))
+        if greedy:
+            actions = dist.probs.argmax(-1) if self.discrete else dist.mean
+        else:
+            rng = rng if rng is not None else np.random.default_rng()
+            if self.discrete:
+                cdf = dist.probs.cumsum(-1).numpy()
+                u = rng.random((cdf.shape[0], 1))
+                actions = torch.as_tensor(np.minimum((cdf < u).sum(-1), cdf.shape[-1] - 1))
+            else:
+                noise = rng.standard_normal(dist.mean.shape).astype(np.float32)
+                actions = dist.mean + dist.stddev * torch.as_tensor(noise)
+        return actions.numpy(), self.log_prob(dist, actions).numpy()
+
+    def env_action(self, actions: np.ndarray) -> np.ndarray:
+        """What the env is stepped with: continuous actions clipped to the space's bounds."""
+        if self.discrete:
+            return actions
+        return np.clip(actions, self.action_low.numpy(), self.action_high.numpy())
+
+
+class QNetwork(nn.Module):
+    """CleanRL ``dqn.py``'s Q-network (120-84 ReLU MLP)."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, hidden: tuple[int, int] = (120, 84)):
+        super().__init__()
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise ValueError(f"Q-learning needs a Discrete action space, got {action_space}")
+        self.discrete = True
+        d = obs_dim(observation_space)
+        self.net = nn.Sequential(nn.Linear(d, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]), nn.ReLU(),
+                                 nn.Linear(hidden[1], int(action_space.n)))
+        self.n_actions = int(action_space.n)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, greedy: bool = True, epsilon: float = 0.0,
+            rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        q = self.net(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+        actions = q.argmax(-1)
+        if not greedy and epsilon > 0:
+            explore = rng.random(len(actions)) < epsilon
+            actions = np.where(explore, rng.integers(0, self.n_actions, len(actions)), actions)
+        return actions, q
+
+    def env_action(self, actions: np.ndarray) -> np.ndarray:
+        return actions
+
+
+def get_flat(net: nn.Module) -> np.ndarray:
+    """All parameters as one float32 vector (a copy)."""
+    return torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy().astype(np.float32, copy=True)
+
+
+def set_flat(net: nn.Module, flat: np.ndarray) -> None:
+    torch.nn.utils.vector_to_parameters(torch.as_tensor(np.asarray(flat, dtype=np.float32)), net.parameters())
+
+
+def get_flat_grad(net: nn.Module) -> np.ndarray:
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                      for p in net.parameters()]).numpy().astype(np.float32, copy=True)
+
+
+def set_flat_grad(net: nn.Module, flat: np.ndarray) -> None:
+    flat_t = torch.as_tensor(np.asarray(flat, dtype=np.float32))
+    offset = 0
+    for p in net.parameters():
+        n = p.numel()
+        p.grad = flat_t[offset:offset + n].view_as(p).clone()
+        offset += n

@@ -1,0 +1,169 @@
+"""IMPALA (Espeholt et al. 2018): actors unroll a behaviour policy, a central learner corrects the lag with V-trace.
+
+Actors never compute gradients: each unrolls ``unrollLength`` steps on its ``envsPerActor`` envs with the newest
+weights it has and ships ``(obs, actions, log mu, rewards, dones, version)``. The learner stacks ``batchUnrolls``
+unrolls, recomputes ``log pi`` and ``V``, and takes one step on the V-trace actor-critic loss. The policy lag of every
+update (learner version minus the version that acted) is recorded.
+
+``lagMode="async"``: actors get the newest weights as soon as their unroll is queued (the measured lag depends on
+timing). ``lagMode="lag1"``: rounds of one unroll per actor, actors exactly one version behind the learner (Cleanba's
+scheme); a run is reproducible bit for bit, on either runner::
+
+    result = IMPALA(env="CartPole-v1", numActors=2, envsPerActor=8, totalSteps=200_000, runner="spark").train()
+    result.evaluate(episodes=10)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sparkml_dist.rl.algorithm import Algorithm
+from sparkml_dist.rl.config import RLConfig, param
+from sparkml_dist.rl.core.envs import VectorEnv
+from sparkml_dist.rl.core.nets import ActorCritic, get_flat, set_flat
+from sparkml_dist.rl.core.vtrace import vtrace
+
+
+@dataclass(kw_only=True)
+class ImpalaConfig(RLConfig):
+    learningRate: float = param(1e-3, "Adam step size", gt=0.0)
+    unrollLength: int = param(32, "steps per actor unroll (T)", min=1)
+    batchUnrolls: int = param(0, "unrolls per learner update (0: numActors; lag1 always uses numActors)", min=0)
+    entropyCoef: float = param(0.01, "entropy bonus weight", min=0.0)
+    valueCoef: float = param(0.5, "value loss weight", min=0.0)
+    rhoBar: float = param(1.0, "V-trace importance-weight clip (rho bar)", gt=0.0)
+    cBar: float = param(1.0, "V-trace trace clip (c bar)", gt=0.0)
+    lagMode: str = param("async", "'async' (newest weights) or 'lag1' (deterministic, one version behind)",
+                         choices=("async", "lag1"))
+
+
+class UnrollActor:
+    """Steps ``envsPerActor`` envs for ``unrollLength`` steps per call with one batched policy call per step."""
+
+    def __init__(self, algo: Algorithm, actor_id: int, generation: int, length: int | None = None):
+        c = algo.config
+        seed = algo.actor_seed(actor_id, generation)
+        self.env = VectorEnv(c.env, c.envsPerActor, seed)
+        self.rng = np.random.default_rng(seed)
+        self.policy = algo.make_policy()
+        self.T = length or c.unrollLength
+        self.version = -1
+
+    def act(self, reply):
+        if reply is None:
+            return None
+        version, weights = reply
+        if version != self.version:
+            set_flat(self.policy, weights)
+            self.version = version
+        env, T, B = self.env, self.T, self.env.num_envs
+        obs = np.empty((T + 1, B, *env.observation_space.shape), dtype=np.float32)
+        actions = None
+        logp = np.empty((T, B), dtype=np.float32)
+        rewards = np.empty((T, B), dtype=np.float32)
+        dones = np.empty((T, B), dtype=np.float32)
+        for t in range(T):
+            obs[t] = env.obs
+            a, lp = self.policy.act(env.obs, rng=self.rng)
+            if actions is None:
+                actions = np.empty((T, *a.shape), dtype=a.dtype)
+            actions[t], logp[t] = a, lp
+            _, rewards[t], _, d, _ = env.step(self.policy.env_action(a))
+            dones[t] = d
+        obs[T] = env.obs
+        return {"obs": obs, "actions": actions, "logp": logp, "rewards": rewards, "dones": dones,
+                "version": self.version, "steps": T * B, "returns": env.drain_returns()}
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class ImpalaLearner:
+    """V-trace actor-critic learner: one Adam step per ``batchUnrolls`` unrolls."""
+
+    def __init__(self, algo: Algorithm):
+        c = self.config = algo.config
+        torch.manual_seed(c.seed)
+        self.net = algo.make_policy()
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=c.learningRate, eps=1e-5)
+        self.batch = c.numActors if (c.lagMode == "lag1" or not c.batchUnrolls) else c.batchUnrolls
+        self.version = 0
+        self.pending: list[dict] = []
+
+    def reply(self):
+        return self.version, get_flat(self.net)
+
+    def policy(self):
+        return self.net
+
+    def consume(self, items):
+        self.pending.extend(p for _, p in items if p)
+        metrics, updates = None, 0
+        while len(self.pending) >= self.batch:
+            batch, self.pending = self.pending[:self.batch], self.pending[self.batch:]
+            metrics = self.update(batch)
+            updates += 1
+        if metrics:
+            metrics["updates"] = updates
+        return metrics
+
+    def update(self, unrolls: list[dict]) -> dict:
+        c = self.config
+        cat = lambda key: torch.as_tensor(np.concatenate([u[key] for u in unrolls], axis=1))  # noqa: E731
+        obs, actions, mu_logp = cat("obs"), cat("actions"), cat("logp")
+        rewards, dones = cat("rewards"), cat("dones")
+        T, B = rewards.shape
+        flat_obs = obs.reshape((T + 1) * B, *obs.shape[2:])
+        values = self.net.value(flat_obs).reshape(T + 1, B)
+        dist = self.net.dist(flat_obs[:T * B])
+        pi_logp = self.net.log_prob(dist, actions.reshape(T * B, *actions.shape[2:])).reshape(T, B)
+        vs, pg_adv = vtrace(mu_logp, pi_logp.detach(), rewards, c.gamma * (1.0 - dones), values[:-1].detach(),
+                            values[-1].detach(), rho_bar=c.rhoBar, c_bar=c.cBar, pg_rho_bar=c.rhoBar)
+        pg_loss = -(pg_adv * pi_logp).mean()
+        v_loss = 0.5 * ((vs - values[:-1]) ** 2).mean()
+        entropy = self.net.entropy(dist).mean()
+        loss = pg_loss + c.valueCoef * v_loss - c.entropyCoef * entropy
+        self.opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.maxGradNorm)
+        self.opt.step()
+        lag = float(np.mean([self.version - u["version"] for u in unrolls]))
+        self.version += 1
+        return {"loss": loss.item(), "policy_lag": lag, "entropy": entropy.item(), "updates": 1}
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "version": self.version}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.version = state["version"]
+
+
+class IMPALA(Algorithm):
+    """Importance-weighted actor-learner (V-trace). Parameters: :class:`ImpalaConfig` (camelCase keywords)."""
+
+    name = "impala"
+    Config = ImpalaConfig
+
+    @property
+    def mode(self) -> str:
+        return "round" if self.config.lagMode == "lag1" else "weights"
+
+    def make_policy(self):
+        obs_space, action_space = self.spaces()
+        return ActorCritic(obs_space, action_space, self.config.hidden)
+
+    def make_actor(self, actor_id: int, generation: int = 0):
+        return UnrollActor(self, actor_id, generation)
+
+    def make_learner(self):
+        return ImpalaLearner(self)
+
+    def batch_steps(self) -> int:
+        c = self.config
+        unrolls = c.numActors if (c.lagMode == "lag1" or not c.batchUnrolls) else c.batchUnrolls
+        return unrolls * c.envsPerActor * c.unrollLength

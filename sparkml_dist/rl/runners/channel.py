@@ -1,0 +1,223 @@
+"""The side channel between the driver's learner and the actor tasks: one TCP server on the driver.
+
+Why not the barrier's gloo group: the learner lives on the driver (so the actors use every task slot and a dead actor
+costs no learner state), and the driver is not a member of the group. The server listens on ``spark.driver.host`` (the
+address executors already reach for the barrier's TCPStore) and its address travels to the tasks as an argument of the
+one barrier stage. Frames are 8-byte lengths + pickles; every request gets exactly one reply.
+
+Flow control: a handler thread per actor puts requests on a bounded queue; when the learner falls behind, ``put``
+blocks, the actor waits for its reply and stops stepping (back-pressure: memory stays bounded at ``queueSize``
+payloads). With ``auto_reply`` the handler answers with the newest published weights as soon as the request is queued
+(asynchronous actors); otherwise the learner answers each request (lag-1 rounds, SEED inference).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import queue
+import socket
+import struct
+import threading
+import time
+
+logger = logging.getLogger(__name__)
+
+STOP = "__sparkml_dist_rl_stop__"
+_LEN = struct.Struct("!Q")
+
+
+def _send(sock: socket.socket, data: bytes) -> None:
+    sock.sendall(_LEN.pack(len(data)) + data)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise ConnectionError("channel closed by peer")
+        got += k
+    return bytes(buf)
+
+
+def _recv(sock: socket.socket) -> bytes:
+    (n,) = _LEN.unpack(_recv_exact(sock, _LEN.size))
+    return _recv_exact(sock, n)
+
+
+class Request:
+    """One actor payload waiting for the learner; :meth:`answer` sends the reply back."""
+
+    __slots__ = ("actor_id", "payload", "_event", "_reply")
+
+    def __init__(self, actor_id: int, payload: dict):
+        self.actor_id = actor_id
+        self.payload = payload
+        self._event = threading.Event()
+        self._reply: bytes | None = None
+
+    def answer(self, reply) -> None:
+        self._reply = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        self._event.set()
+
+
+class ChannelServer:
+    """The driver's end: accepts actor connections, queues their payloads, publishes weights."""
+
+    def __init__(self, host: str, queue_size: int, auto_reply: bool):
+        self.sock = socket.create_server((host, 0))
+        self.address = f"{host}:{self.sock.getsockname()[1]}"
+        self.queue: queue.Queue[Request] = queue.Queue(maxsize=queue_size)
+        self.auto_reply = auto_reply
+        self.actors: dict[int, int] = {}  # actor id -> pid of its Python worker
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.requests = 0
+        self._latest = pickle.dumps(None)
+        self._stopping = threading.Event()
+        self._closed = False
+        self._round: dict[int, Request] = {}
+        threading.Thread(target=self._accept, name="rl-channel-accept", daemon=True).start()
+
+    # --- driver side ----------------------------------------------------------------------------------------------
+    def publish(self, reply) -> None:
+        """What auto-replied and weights-only requests get from now on (e.g. ``(version, weights)``)."""
+        self._latest = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def take(self, mode: str, num_actors: int, timeout: float = 0.2) -> list[Request]:
+        """Requests for the learner: whatever is queued (``weights``), one full round ordered by actor id
+        (``round``, else ``[]``), or the observations of the actors waiting now (``inference``)."""
+        try:
+            first = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        items = [first]
+        if mode == "weights":
+            while True:
+                try:
+                    items.append(self.queue.get_nowait())
+                except queue.Empty:
+                    return items
+        if mode == "round":
+            for req in items:
+                self._round[req.actor_id] = req
+            while len(self._round) < num_actors:
+                try:
+                    req = self.queue.get(timeout=timeout)
+                except queue.Empty:
+                    return []
+                self._round[req.actor_id] = req
+            out = [self._round[i] for i in sorted(self._round)]
+            self._round = {}
+            return out
+        # inference: batch every actor that is waiting; wait a moment for the others so one forward pass serves all
+        deadline = time.perf_counter() + 0.002
+        while len(items) < num_actors:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            try:
+                items.append(self.queue.get(timeout=left))
+            except queue.Empty:
+                break
+        return items
+
+    def reset(self) -> None:
+        """After an actor stage failed: drop requests of actors that are gone (their sockets are closed)."""
+        for req in self._round.values():
+            req.answer(STOP)
+        self._round = {}
+        self._drain(STOP)
+
+    def stop_actors(self) -> None:
+        """Every further request (and every one still waiting) is answered ``STOP``; the actor tasks return."""
+        self._stopping.set()
+        self.reset()
+
+    def close(self) -> None:
+        self._closed = True
+        self.stop_actors()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _drain(self, reply) -> None:
+        while True:
+            try:
+                self.queue.get_nowait().answer(reply)
+            except queue.Empty:
+                return
+
+    # --- handler threads ------------------------------------------------------------------------------------------
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._serve, args=(conn,), name="rl-channel-actor", daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        stop = pickle.dumps(STOP)
+        try:
+            hello = pickle.loads(_recv(conn))
+            actor_id = int(hello["actor_id"])
+            self.actors[actor_id] = int(hello["pid"])
+            while True:
+                data = _recv(conn)
+                self.bytes_in += len(data)
+                self.requests += 1
+                if self._stopping.is_set():
+                    _send(conn, stop)
+                    continue
+                payload = pickle.loads(data)
+                if payload is None:  # an actor asking for the current weights only
+                    out = self._latest
+                else:
+                    req = Request(actor_id, payload)
+                    while not self._stopping.is_set():
+                        try:
+                            self.queue.put(req, timeout=0.1)  # blocks while the learner is behind: back-pressure
+                            break
+                        except queue.Full:
+                            continue
+                    if self._stopping.is_set():
+                        out = stop
+                    elif self.auto_reply:
+                        out = self._latest
+                    else:
+                        while not req._event.wait(0.1):
+                            if self._stopping.is_set():
+                                break
+                        out = req._reply if req._reply is not None else stop
+                self.bytes_out += len(out)
+                _send(conn, out)
+        except (ConnectionError, OSError, EOFError):
+            pass  # the actor is gone; its stage's failure is handled by the runner
+        finally:
+            conn.close()
+
+
+class ChannelClient:
+    """The actor's end: ``request(payload) -> reply`` (``STOP`` when the run is over)."""
+
+    def __init__(self, address: str, hello: dict, timeout: float):
+        host, port = address.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _send(self.sock, pickle.dumps(hello))
+
+    def request(self, payload):
+        _send(self.sock, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+        return pickle.loads(_recv(self.sock))
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,200 @@
+"""Spark runner: actors are long-lived Spark tasks of **one** barrier stage (``run_barrier``); the learner runs on the
+driver and talks to them over :mod:`~sparkml_dist.rl.runners.channel`.
+
+A Spark job costs ~0.1 s here while a PPO-sized rollout takes ~12 ms, so the stage lives for the whole run: tasks
+step their envs until the learner answers ``STOP``. If a task dies (its Python worker killed, an executor lost), the
+barrier stage fails as a whole; the driver keeps the learner, drops the dead actors' pending requests and launches a
+new stage (up to ``maxActorRestarts`` times); the new actors pull the newest weights and continue. DPPO (``"sync"``
+mode) has no central learner: its replicas average gradients through the barrier's allreduce and a failed stage
+resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from sparkml_dist.rl.runners.channel import STOP, ChannelClient, ChannelServer
+from sparkml_dist.rl.runners.local import _learner_stats, after_update, checkpoint_state, single_thread, start
+from sparkml_dist.runtime.barrier import BarrierTaskError, run_barrier
+
+logger = logging.getLogger(__name__)
+
+
+def _actor_task(ctx, algo, address: str, generation: int) -> dict:
+    """One actor: the body of every barrier task of an asynchronous run."""
+    import torch
+
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    actor = algo.make_actor(ctx.rank, generation)
+    client = ChannelClient(address, {"actor_id": ctx.rank, "pid": os.getpid(), "generation": generation},
+                           timeout=algo.config.timeout)
+    act_s = channel_s = 0.0
+    reply = None
+    try:
+        while True:
+            t0 = time.perf_counter()
+            payload = actor.act(reply)
+            t1 = time.perf_counter()
+            reply = client.request(payload)
+            act_s += t1 - t0
+            channel_s += time.perf_counter() - t1
+            if isinstance(reply, str) and reply == STOP:
+                break
+    finally:
+        client.close()
+        actor.close()
+    return {"actor_id": ctx.rank, "act_seconds": act_s, "channel_seconds": channel_s,
+            "task_seconds": time.perf_counter() - started}
+
+
+class _Stage:
+    """The barrier stage of the actors, run from a driver thread (``run_barrier`` blocks until the tasks return)."""
+
+    def __init__(self, algo, spark, address: str, generation: int):
+        self.error: BaseException | None = None
+        self.results = None
+        self.started = time.perf_counter()
+        self.seconds = 0.0
+        self.thread = threading.Thread(target=self._run, args=(algo, spark, address, generation),
+                                       name=f"rl-actors-{generation}", daemon=True)
+        self.thread.start()
+
+    def _run(self, algo, spark, address, generation):
+        try:
+            self.results = run_barrier(_actor_task, algo.config.numActors, spark=spark,
+                                       args=(algo, address, generation), timeout=algo.config.timeout)
+        except BaseException as exc:  # noqa: BLE001 - inspected by the driver loop
+            self.error = exc
+        self.seconds = time.perf_counter() - self.started
+
+    @property
+    def ended(self) -> bool:
+        return not self.thread.is_alive()
+
+
+def run_spark(algo, spark, callback: Callable[[dict], None] | None = None):
+    """Train ``algo`` with its actors as Spark tasks; returns ``(policy, progress, extra_stats)``."""
+    if algo.mode == "sync":
+        return _run_sync(algo, spark, callback)
+    with single_thread():  # the driver's learner: one thread, as in the local runner (same float results)
+        return _run_async(algo, spark, callback)
+
+
+def _run_async(algo, spark, callback):
+    c = algo.config
+    learner = algo.make_learner()
+    progress, ckpt, generation = start(algo, learner)
+    host = spark.sparkContext.getConf().get("spark.driver.host", None) or "127.0.0.1"
+    server = ChannelServer(host, c.queueSize, auto_reply=algo.mode == "weights")
+    if algo.mode != "inference":
+        server.publish(learner.reply())
+    stage = _Stage(algo, spark, server.address, generation)
+    stages = [stage]
+    try:
+        while not progress.done:
+            if stage.ended:
+                cause = stage.error or RuntimeError("the actor stage returned before the run was done")
+                if progress.restarts >= c.maxActorRestarts:
+                    raise RuntimeError(f"{algo.name}: actors failed {progress.restarts + 1} times "
+                                       f"(maxActorRestarts={c.maxActorRestarts})") from cause
+                progress.restarts += 1
+                generation += 1
+                logger.warning("%s: actor stage failed (%s); launching replacement actors (restart %d of %d)",
+                               algo.name, _short(cause), progress.restarts, c.maxActorRestarts)
+                server.reset()
+                stage = _Stage(algo, spark, server.address, generation)
+                stages.append(stage)
+                continue
+            items = server.take(algo.mode, c.numActors)
+            if not items:
+                continue
+            for req in items:
+                progress.observe(req.payload)
+            batch = [(req.actor_id, req.payload) for req in items]
+            if algo.mode == "weights":
+                metrics = learner.consume(batch)
+                server.publish(learner.reply())
+            elif algo.mode == "round":
+                reply = learner.reply()  # before training: the next round acts one version behind
+                for req in items:
+                    req.answer(reply)
+                metrics = learner.consume(batch)
+            else:
+                answers, metrics = learner.infer(batch)
+                for req, answer in zip(items, answers, strict=True):
+                    req.answer(answer)
+            if metrics:
+                after_update(algo, learner, progress, ckpt, generation, metrics, callback, server.actors)
+    finally:
+        server.stop_actors()
+        stage.thread.join(60)
+        server.close()
+    ckpt.save(checkpoint_state(algo, learner, progress, generation))
+    extra = {**_learner_stats(learner), **_stage_stats(stage), "channel_bytes_in": server.bytes_in,
+             "channel_bytes_out": server.bytes_out, "channel_requests": server.requests, "stages": len(stages)}
+    return learner.policy(), progress, extra
+
+
+def _stage_stats(stage: _Stage) -> dict:
+    """Where the actors' time went: stepping + policy (``act``), waiting on the channel, and Spark (the rest)."""
+    if not stage.results:
+        return {}
+    act = sum(r["act_seconds"] for r in stage.results)
+    chan = sum(r["channel_seconds"] for r in stage.results)
+    wall = stage.seconds * len(stage.results)
+    return {"actor_act_seconds": act, "actor_channel_seconds": chan, "stage_seconds": stage.seconds,
+            "spark_share": max(0.0, 1.0 - (act + chan) / max(wall, 1e-9))}
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, BarrierTaskError):
+        return f"rank {exc.rank}: {exc.remote_traceback.strip().splitlines()[-1]}"
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+
+
+def _replica_task(ctx, algo, state, generation: int, callback=None):
+    import torch
+
+    torch.set_num_threads(1)
+    world = ctx.world_size
+
+    def reduce_mean(flat):
+        return ctx.allreduce(flat) / world
+
+    return algo.run_replicas([ctx.rank], reduce_mean, callback, state=state, generation=generation, rank=ctx.rank,
+                             world_size=world)
+
+
+def _run_sync(algo, spark, callback):
+    """DPPO: one barrier stage whose ranks are synchronous replicas; a failed stage resumes from the checkpoint."""
+    c = algo.config
+    from sparkml_dist.rl.runners.progress import Checkpointer
+
+    ckpt = Checkpointer(c.checkpointDir, c.checkpointEvery)
+    state = ckpt.load()
+    restarts = 0
+    generation = int(state.get("generation", 0)) + 1 if state else 0
+    while True:
+        try:
+            results = run_barrier(_replica_task, c.numActors, spark=spark,
+                                  args=(algo, state, generation, callback), timeout=c.timeout)
+            break
+        except BarrierTaskError as exc:
+            if restarts >= c.maxActorRestarts:
+                raise RuntimeError(f"{algo.name}: replicas failed {restarts + 1} times "
+                                   f"(maxActorRestarts={c.maxActorRestarts})") from exc
+            restarts += 1
+            generation += 1
+            logger.warning("%s: replica stage failed (%s); relaunching from the last checkpoint (restart %d of %d)",
+                           algo.name, _short(exc), restarts, c.maxActorRestarts)
+            state = ckpt.load()
+    policy, progress, extra = results[0]
+    progress.restarts += restarts
+    extra = {**extra, "stage_seconds": results.seconds,
+             "spark_share": max(0.0, 1.0 - max(s["seconds"] for s in results.stats) / max(results.seconds, 1e-9))}
+    return policy, progress, extra

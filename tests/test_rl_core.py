@@ -1,0 +1,175 @@
+"""RL cores against hand-computed values and small numpy re-implementations written here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sparkml_dist.rl.core import (
+    PrioritizedReplay,
+    SumTree,
+    VectorEnv,
+    apex_epsilons,
+    gae,
+    linear_schedule,
+    nstep_targets,
+    vtrace,
+)
+
+
+def _gae_numpy(r, v, d, last, gamma, lam):
+    T, B = r.shape
+    adv = np.zeros((T, B))
+    for b in range(B):
+        a = 0.0
+        for t in reversed(range(T)):
+            nv = last[b] if t == T - 1 else v[t + 1, b]
+            delta = r[t, b] + gamma * nv * (1 - d[t, b]) - v[t, b]
+            a = delta + gamma * lam * (1 - d[t, b]) * a
+            adv[t, b] = a
+    return adv
+
+
+def test_gae_hand_computed():
+    # T=3, one env, done after step 1: gamma=0.9, lam=0.5
+    r = torch.tensor([[1.0], [2.0], [3.0]])
+    v = torch.tensor([[0.5], [1.0], [2.0]])
+    d = torch.tensor([[0.0], [1.0], [0.0]])
+    adv, ret = gae(r, v, d, torch.tensor([4.0]), gamma=0.9, lam=0.5)
+    # delta2 = 3 + .9*4 - 2 = 4.6 ; A2 = 4.6
+    # delta1 = 2 + 0 - 1 = 1 ; A1 = 1 (episode ended: nothing from step 2)
+    # delta0 = 1 + .9*1 - .5 = 1.4 ; A0 = 1.4 + .45*1 = 1.85
+    assert adv[:, 0].tolist() == pytest.approx([1.85, 1.0, 4.6])
+    assert ret[:, 0].tolist() == pytest.approx([2.35, 2.0, 6.6])
+
+
+def test_gae_matches_numpy_loop():
+    rng = np.random.default_rng(0)
+    r, v = rng.normal(size=(7, 3)), rng.normal(size=(7, 3))
+    d = (rng.random((7, 3)) < 0.3).astype(float)
+    last = rng.normal(size=3)
+    adv, _ = gae(*(torch.as_tensor(x) for x in (r, v, d, last)), gamma=0.97, lam=0.9)
+    np.testing.assert_allclose(adv.numpy(), _gae_numpy(r, v, d, last, 0.97, 0.9), rtol=1e-12)
+
+
+def test_nstep_hand_computed():
+    # one env, 4 steps, terminated after step 2, n=2, gamma=0.5
+    r = np.array([[1.0], [2.0], [4.0], [8.0]])
+    term = np.array([[0], [0], [1], [0]], dtype=bool)
+    R, disc, last = nstep_targets(r, term, term, gamma=0.5, n=2)
+    assert R[:, 0].tolist() == [1 + 0.5 * 2, 2 + 0.5 * 4, 4, 8]
+    assert disc[:, 0].tolist() == [0.25, 0.0, 0.0, 0.5]   # t=1 window hits the terminal; t=3 is cut by the unroll end
+    assert last[:, 0].tolist() == [1, 2, 2, 3]
+
+
+def test_nstep_truncation_bootstraps():
+    r = np.ones((3, 1))
+    term = np.zeros((3, 1), dtype=bool)
+    done = np.array([[0], [1], [0]], dtype=bool)  # truncated after step 1
+    R, disc, last = nstep_targets(r, term, done, gamma=0.9, n=3)
+    assert R[0, 0] == pytest.approx(1.9) and disc[0, 0] == pytest.approx(0.81) and last[0, 0] == 1
+
+
+def test_vtrace_on_policy_equals_nstep_returns():
+    rng = np.random.default_rng(1)
+    T, B, gamma = 6, 4, 0.95
+    r = rng.normal(size=(T, B))
+    done = rng.random((T, B)) < 0.2
+    v = rng.normal(size=(T + 1, B))  # V(x_0..x_T); after a done, x_{t+1} is a reset obs, cut by the discount
+    logp = np.log(rng.uniform(0.1, 1.0, size=(T, B)))
+    vs, pg = vtrace(*(torch.as_tensor(x) for x in (logp, logp, r, gamma * (1 - done), v[:-1], v[-1])))
+    # reference: n-step returns with the window running to the unroll's end, bootstrapped from V
+    R, disc, last = nstep_targets(r, done, done, gamma, n=T)
+    boot = v[last + 1, np.arange(B)[None, :]]
+    expected = R + disc * boot
+    np.testing.assert_allclose(vs.numpy(), expected, rtol=1e-10)
+    expected_next = np.concatenate([expected[1:], v[-1:]])
+    np.testing.assert_allclose(pg.numpy(), r + gamma * (1 - done) * expected_next - v[:-1], rtol=1e-10, atol=1e-12)
+
+
+def test_vtrace_clipping_hand_computed():
+    # T=2, B=1: pi/mu = [2, 0.5]; rho_bar = c_bar = 1 -> rho = c = [1, 0.5]; gamma 0.9, no dones
+    mu = torch.log(torch.tensor([[0.25], [0.5]]))
+    pi = torch.log(torch.tensor([[0.5], [0.25]]))
+    r = torch.tensor([[1.0], [1.0]])
+    values = torch.tensor([[0.0], [1.0]])
+    boot = torch.tensor([2.0])
+    vs, pg = vtrace(mu, pi, r, torch.full((2, 1), 0.9), values, boot)
+    # delta1 = 0.5 (1 + .9*2 - 1) = 0.9 ; vs1 = 1 + 0.9 = 1.9
+    # delta0 = 1 (1 + .9*1 - 0) = 1.9 ; vs0 = 0 + 1.9 + .9*1*(1.9 - 1) = 2.71
+    assert vs[:, 0].tolist() == pytest.approx([2.71, 1.9])
+    # pg0 = min(1, 2) (1 + .9*1.9 - 0) = 2.71 ; pg1 = 0.5 (1 + .9*2 - 1) = 0.9
+    assert pg[:, 0].tolist() == pytest.approx([2.71, 0.9])
+
+
+def test_sum_tree_sums_and_log_n_update():
+    rng = np.random.default_rng(0)
+    tree = SumTree(1000)
+    assert tree.leaves == 1024 and tree.depth == 10
+    prios = rng.uniform(0, 5, 1000)
+    tree.update(np.arange(1000), prios)
+    for _ in range(50):
+        i = int(rng.integers(1000))
+        prios[i] = rng.uniform(0, 5)
+        tree.update([i], [prios[i]])
+        assert tree.last_update_writes == tree.depth + 1  # the leaf and one node per level: O(log n)
+    assert tree.total == pytest.approx(prios.sum())
+    # every internal node is the sum of its subtree (brute force over the leaf array)
+    leaves = np.zeros(tree.leaves)
+    leaves[:1000] = prios
+    for level in range(tree.depth + 1):
+        width = tree.leaves >> level
+        nodes = tree.nodes[width:2 * width]
+        np.testing.assert_allclose(nodes, leaves.reshape(width, -1).sum(1), rtol=1e-9)
+
+
+def test_sum_tree_sampling_proportions():
+    rng = np.random.default_rng(3)
+    tree = SumTree(5)
+    p = np.array([1.0, 0.0, 3.0, 6.0, 10.0])
+    tree.update(np.arange(5), p)
+    draws = np.concatenate([tree.sample(256, rng) for _ in range(200)])
+    freq = np.bincount(draws, minlength=5) / len(draws)
+    np.testing.assert_allclose(freq, p / p.sum(), atol=0.01)
+    assert freq[1] == 0.0
+
+
+def test_prioritized_replay_weights_and_eviction():
+    rng = np.random.default_rng(0)
+    replay = PrioritizedReplay(4, {"x": ((), np.float32)}, alpha=1.0, beta=1.0, eps=0.0)
+    replay.add({"x": np.arange(6, dtype=np.float32)}, priorities=np.array([9, 9, 1, 1, 2, 4.0]))
+    assert len(replay) == 4 and sorted(replay.data["x"].tolist()) == [2, 3, 4, 5]  # FIFO: the oldest evicted
+    batch, idx, w = replay.sample(4000, rng)
+    probs = replay.tree.get(idx) / replay.tree.total
+    np.testing.assert_allclose(w, (1 / probs) / (1 / probs).max(), rtol=1e-6)  # (N P)^-beta, normalised
+    freq = np.bincount(batch["x"].astype(int), minlength=6)[2:] / 4000
+    np.testing.assert_allclose(freq, np.array([1, 1, 2, 4]) / 8, atol=0.01)
+
+
+def test_apex_epsilons():
+    eps = apex_epsilons(4)
+    np.testing.assert_allclose(eps, [0.4 ** (1 + 7 * i / 3) for i in range(4)], rtol=1e-15)
+    assert eps[0] == pytest.approx(0.4) and eps[-1] == pytest.approx(0.4 ** 8)
+    assert apex_epsilons(1).tolist() == [0.4]  # N = 1: no 0/0
+    with pytest.raises(ValueError, match="num_actors"):
+        apex_epsilons(0)
+    assert linear_schedule(1.0, 0.1, 100, 50) == pytest.approx(0.55)
+    assert linear_schedule(1.0, 0.1, 100, 500) == pytest.approx(0.1)
+
+
+def test_vector_env_batches_and_final_obs():
+    env = VectorEnv("CartPole-v1", 8, seed=0)
+    assert env.obs.shape == (8, 4)
+    ends = 0
+    for _ in range(60):
+        obs, r, term, done, next_obs = env.step(np.zeros(8, dtype=np.int64))  # always left: falls in ~10 steps
+        if done.any():
+            i = int(np.flatnonzero(done)[0])
+            assert not np.allclose(obs[i], next_obs[i])  # reset obs vs the final obs of the ended episode
+            assert abs(next_obs[i][2]) > 0.2 or abs(next_obs[i][0]) > 2.4  # really a terminal state
+        ends += int(done.sum())
+    returns = env.drain_returns()
+    assert len(returns) == ends and all(8 <= x <= 20 for x in returns)
+    assert env.steps == 480
+    env.close()
