@@ -297,3 +297,26 @@ def _megabytes(memory: str) -> int:
     unit = memory[-1].lower()
     value = float(memory[:-1]) if unit in "kmgt" else float(memory) / 2**20
     return int(value * {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024**2}.get(unit, 1))
+
+
+def script_main(argv: list[str] | None = None) -> int:
+    """Entry of ``jobs/bench.py`` (``spark-submit jobs/bench.py --suite quick --out DIR``, e.g. from the Airflow
+    DAG): the session is the one spark-submit configured (its master and deploy settings, never a profile's)."""
+    from sparkml_dist.runtime import setup_logging
+
+    parser = argparse.ArgumentParser(prog="jobs/bench.py", description="Run a sparkml-dist benchmark suite.")
+    add_arguments(parser)
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    setup_logging()
+
+    def submitted_session():
+        from pyspark.sql import SparkSession
+
+        return SparkSession.builder.appName("sparkml-dist-bench").getOrCreate()
+
+    try:
+        return main(args, submitted_session)
+    except (ValueError, OSError, RuntimeError) as exc:  # one line and a non-zero exit, not a traceback
+        sys.stderr.write(f"jobs/bench.py: {exc}\n")
+        return 2
