@@ -27,6 +27,9 @@ setup(
         "pyyaml>=6",
         "matplotlib>=3.7",
     ],
-    extras_require={"test": ["pytest>=8"], "dev": ["pytest>=8", "ruff"]},
+    # mlflow-skinny: MLflow's tracking client and model flavours without its server/UI deps (full `mlflow` 3.x pins
+    # pyarrow<26); `pip install mlflow` works as well where that pin fits
+    extras_require={"test": ["pytest>=8", "mlflow-skinny>=3,<4"], "dev": ["pytest>=8", "ruff"],
+                    "mlflow": ["mlflow-skinny>=3,<4"]},
     entry_points={"console_scripts": ["sparkml-dist=sparkml_dist.cli:main"]},
 )

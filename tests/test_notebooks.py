@@ -149,7 +149,8 @@ def test_classification_notebook(spark):
 @pytest.mark.parametrize("widgets, error, match", [
     ({"rows": "-5"}, ValueError, r"widget 'rows' = '-5': must be >= 1"),
     ({"k": "four"}, ValueError, r"widget 'k' = 'four': expected int"),
-    ({"overwrite": "maybe"}, ValueError, r"widget 'overwrite' = 'maybe'"),
+    ({"max_k": "3"}, ValueError, r"widget 'max_k' = '3': must be >= 8"),
+    ({"engine": "spark"}, ValueError, r"widget engine: 'spark' is not one of \['bsp', 'mapreduce'\]"),
     ({"input": "/no/such/data.parquet"}, FileNotFoundError, r"widget 'input' = '/no/such/data.parquet': no such"),
 ])
 def test_clustering_notebook_bad_widgets(spark, widgets, error, match):

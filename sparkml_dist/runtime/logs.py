@@ -56,6 +56,9 @@ class ProgressReporter:
         self._last = now
         record = {"iteration": self.iteration, "seconds": dt, **metrics}
         self.history.append(record)
+        from sparkml_dist.tracking import on_progress  # MLflow per-step metrics when a run is active (else no-op)
+
+        on_progress(self.name, record)
         if self.iteration % self.every == 0 or (self.total and self.iteration == self.total):
             parts = [f"{self.name} iter {self.iteration}" + (f"/{self.total}" if self.total else "")]
             parts += [f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()]
