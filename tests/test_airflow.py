@@ -46,7 +46,8 @@ print("RESULT " + json.dumps(out, default=str))
 def _airflow_env(tmp_path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "AIRFLOW"))}
     env.update(AIRFLOW_HOME=str(tmp_path / "airflow"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
-               AIRFLOW__CORE__UNIT_TEST_MODE="False", SPARKML_DIST_HOME=REPO, **extra)
+               AIRFLOW__CORE__UNIT_TEST_MODE="False", AIRFLOW__CORE__DAGS_FOLDER=os.path.join(REPO, "jobs", "airflow"),
+               SPARKML_DIST_HOME=REPO, **extra)
     return env
 
 

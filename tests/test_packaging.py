@@ -155,3 +155,22 @@ def test_submit_with_packed_env_and_with_zip(bare_cluster, artefacts, tmp_path):
     assert zipped["adjusted_rand_index"] > 0.9  # 5 well-separated blobs found
     # same job, same data, same seed: the same model whichever way the package travelled
     assert zipped["summary"]["trainingCost"] == pytest.approx(packed["summary"]["trainingCost"], rel=1e-12)
+
+
+# -- every spark-submit entry script fails with a reason and a non-zero exit -------------------------------------
+@pytest.mark.parametrize("script", sorted(os.path.basename(p) for p in __import__("glob").glob(
+    os.path.join(REPO, "jobs", "*.py"))))
+def test_every_job_script_exits_nonzero_with_the_reason_last(script, tmp_path):
+    """A missing ``--config`` file: exit code != 0 and the reason (naming the file) as the last line of stderr, before
+    any Spark work. (``jobs/bench.py`` takes suites, not configs: an unknown suite, in exactly one line.)"""
+    args = ["--suite", "nosuch"] if script == "bench.py" else ["--config", str(tmp_path / "missing.yaml")]
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "jobs", script), *args], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=REPO), cwd=REPO, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0, proc.stderr
+    if script == "bench.py":
+        assert lines == ["jobs/bench.py: --suite 'nosuch': unknown; known: quick, standard, full (pick families or "
+                         "cases with --only, e.g. --only clustering,adaboost)"]
+    else:
+        assert "missing.yaml" in lines[-1] and "no such file" in lines[-1].lower(), lines[-3:]
+    assert "SparkContext" not in proc.stderr
