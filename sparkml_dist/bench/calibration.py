@@ -59,10 +59,13 @@ def measure(parallel: tuple[int, ...] = (2,), loops: int = 2_000_000, repeats: i
         each = statistics.median(runs)
         speed = single / each
         result["parallel"][str(n)] = {"seconds_each": each, "relative_speed": speed, "speedup": n * speed}
-    two = result["parallel"].get("2") or next(iter(result["parallel"].values()), None)
-    n = 2 if "2" in result["parallel"] else (int(next(iter(result["parallel"]))) if result["parallel"] else 1)
-    result["summary"] = (f"{n} processes each ran at {two['relative_speed']:.2f} of one's speed "
-                         f"(parallel speedup ceiling {two['speedup']:.2f}x of {n})" if two else "single process only")
+    if result["parallel"]:
+        n = "2" if "2" in result["parallel"] else next(iter(result["parallel"]))
+        p = result["parallel"][n]
+        result["summary"] = (f"{n} processes each ran at {p['relative_speed']:.2f} of one's speed "
+                             f"(parallel speedup ceiling {p['speedup']:.2f}x of {n})")
+    else:
+        result["summary"] = "single process only"
     logger.info("machine calibration: %s", result["summary"])
     return result
 
