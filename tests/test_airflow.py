@@ -120,7 +120,8 @@ def test_dag_test_runs_every_task_on_the_standalone_cluster(standalone_cluster, 
     migrate = subprocess.run([os.path.join(os.path.dirname(AIRFLOW_PYTHON), "airflow"), "db", "migrate"], env=env,
                              capture_output=True, text=True, timeout=300)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
-    conf = {"n_rows": 3000, "n_features": 4, "centers": 3, "k": 3, "adaboost_rounds": 3, "bench_suite": "quick"}
+    conf = {"n_rows": 3000, "n_features": 4, "centers": 3, "k": 3, "adaboost_rounds": 3, "bench_suite": "quick",
+            "bench_only": "data"}
     result = _run(RUN_DAG, env, os.path.join(REPO, "jobs", "airflow"), json.dumps(conf), timeout=1800)
     assert result["state"].endswith("success"), result
     assert set(result["tasks"].values()) == {"success"} or all(s.endswith("success") for s in result["tasks"].values())
@@ -128,4 +129,7 @@ def test_dag_test_runs_every_task_on_the_standalone_cluster(standalone_cluster, 
     kmeans = json.loads((run_dir / "kmeans" / "metrics.json").read_text())
     assert kmeans["rows"] == 3000 and kmeans["k"] == 3 and kmeans["adjusted_rand_index"] > 0.9
     assert json.loads((run_dir / "adaboost" / "metrics.json").read_text())["job"] == "adaboost"
+    bench = json.loads((run_dir / "bench" / "results.json").read_text())
+    assert [r["case"] for r in bench["records"]] == ["data/to_blocks/default"] and bench["failed"] == 0
+    assert bench["machine"]["master"] == standalone_cluster.master_url  # the submitted session, not a profile's
     assert (run_dir / "bench" / "report.html").is_file()

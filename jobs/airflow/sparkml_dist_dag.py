@@ -76,6 +76,7 @@ with DAG(
         "kmeans_engine": Param(KMEANS["params"]["engine"], enum=["mapreduce", "bsp"]),
         "adaboost_rounds": Param(ADABOOST["params"]["maxIter"], type="integer", minimum=1),
         "bench_suite": Param("quick", enum=["quick", "standard", "full"]),
+        "bench_only": Param("*", type="string", description="cases of the bench (family, name, glob; * = all)"),
     },
     tags=["sparkml_dist", "spark"],
 ) as dag:
@@ -102,6 +103,7 @@ with DAG(
     train_adaboost = submit("train_adaboost", "train_adaboost.py", [
         "--config", str(HOME / "conf" / "jobs" / "adaboost.yaml"), "--output", RUN + "/adaboost",
         "input={path: " + DATA + "/data}", "params.maxIter={{ params.adaboost_rounds }}"])
-    bench = submit("bench_report", "bench.py", ["--suite", "{{ params.bench_suite }}", "--out", RUN + "/bench"])
+    bench = submit("bench_report", "bench.py", ["--suite", "{{ params.bench_suite }}", "--only",
+                                                  "{{ params.bench_only }}", "--out", RUN + "/bench"])
 
     generate >> [train_kmeans, train_adaboost] >> bench
