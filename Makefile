@@ -44,7 +44,7 @@ test: setup
 	$(VENV)/bin/pytest -q --durations=15 tests
 
 bench: setup
-	$(VENV)/bin/sparkml-dist bench --out out/bench
+	$(VENV)/bin/sparkml-dist bench --out out/bench --overwrite
 
 clean:
 	rm -rf out .pytest_cache spark-warehouse

@@ -5,8 +5,8 @@ from setuptools import find_packages, setup
 setup(
     name="sparkml_dist",
     version="0.1.0",
-    description="Distributed machine-learning algorithms (boosting, SVM, k-means, fuzzy and consensus clustering) on "
-                "Apache Spark",
+    description="Distributed machine-learning algorithms (boosting, SVM, k-means, fuzzy and consensus clustering, "
+                "data-parallel deep learning, distributed deep RL) on Apache Spark",
     long_description=Path(__file__).with_name("README.md").read_text() if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
@@ -28,12 +28,16 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # the RL family's environments (sparkml_dist.rl): gymnasium's classic control and ALE (ale-py ships ROMs)
+        "rl": ["gymnasium>=1.0", "ale-py>=0.9"],
+        # MLflow tracking (sparkml_dist.tracking). mlflow-skinny: the tracking client and model flavours without the
+        # server/UI deps (full `mlflow` 3.x pins pyarrow<26); `pip install mlflow` works as well where that pin fits
+        "mlflow": ["mlflow-skinny>=3,<4"],
+        "test": ["pytest>=8", "gymnasium>=1.0", "ale-py>=0.9", "mlflow-skinny>=3,<4"],
         # `make lint`: ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade) and mypy, configured in .ruff.toml
         # and .mypy.ini
         "lint": ["ruff>=0.6", "mypy>=1.10", "types-PyYAML"],
         "dev": ["pytest>=8", "ruff>=0.6", "mypy>=1.10", "types-PyYAML"],
-        # the deep-learning and RL families add their extras (`deep`, `rl`: gymnasium, ale-py) when they land
     },
     entry_points={"console_scripts": ["sparkml-dist=sparkml_dist.cli:main"]},
 )

@@ -6,7 +6,9 @@ Every command takes ``--profile`` (a Spark profile in ``conf/spark/``), ``--mast
     sparkml-dist datasets generate blobs --rows 1000000 --features 32 --param centers=16 --output out/blobs
     sparkml-dist cluster start --workers 2 --cores 1 --memory 2g | status | stop
     sparkml-dist run kmeans --config conf/jobs/kmeans.yaml [--output out/km] [--overwrite] [params.k=8 ...]
-    sparkml-dist bench [--suite clustering,classification] [--out out/bench]
+    sparkml-dist bench [--suite quick|standard|full] [--only kmeans] [--workers 1,2,4] [--out out/bench]
+    sparkml-dist bench compare out/bench-a/results.json out/bench-b/results.json
+    sparkml-dist package --out dist/     # env.tar.gz for --archives, sparkml_dist.zip for --py-files
 
 ``--master local-standalone`` means the cluster ``sparkml-dist cluster start`` recorded (its URL is also the last
 line ``cluster start`` prints). Mistakes in arguments or configs are one line and exit status 2, before Spark starts;
@@ -36,6 +38,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="full tracebacks on stderr (default: in a log file)")
 
 
+def _spark(args, app: str):
+    """The session of ``--profile`` / ``--master`` / ``--conf`` for command ``app``."""
+    from sparkml_dist.runtime import get_spark
+    from sparkml_dist.runtime.session import parse_conf_pairs
+
+    return get_spark(args.profile, master=args.master, app_name=f"sparkml-dist-{app}", **parse_conf_pairs(args.conf))
+
+
 class _Session:
     """``with _Session(args, app) as spark``: the command's SparkSession, stopped at the end only if this command
     started it (a notebook's or a test's running session is reused, as ``getOrCreate`` does, and left running)."""
@@ -46,12 +56,8 @@ class _Session:
     def __enter__(self):
         from pyspark import SparkContext
 
-        from sparkml_dist.runtime import get_spark
-        from sparkml_dist.runtime.session import parse_conf_pairs
-
         self.owned = SparkContext._active_spark_context is None
-        self.spark = get_spark(self.args.profile, master=self.args.master, app_name=f"sparkml-dist-{self.app}",
-                               **parse_conf_pairs(self.args.conf))
+        self.spark = _spark(self.args, self.app)
         return self.spark
 
     def __exit__(self, *exc) -> None:
@@ -104,11 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the registered jobs")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. params.k=8")
 
-    p = sub.add_parser("bench", help="run the benchmark suites and write a report")
+    from sparkml_dist.bench.suite import add_arguments as add_bench_arguments
+    from sparkml_dist.packaging import add_arguments as add_package_arguments
+
+    p = sub.add_parser("bench", help="run a benchmark suite and write its report, or compare two runs")
     _common(p)
-    p.add_argument("--suite", default="clustering,classification", help="comma-separated suites")
-    p.add_argument("--out", default="out/bench", help="report directory (written atomically)")
-    p.add_argument("--quick", action="store_true", help="small sizes (minutes, for a smoke check)")
+    add_bench_arguments(p)
+
+    p = sub.add_parser("package", help="pack the environment (--archives) and the package (--py-files)")
+    add_package_arguments(p)
     return parser
 
 
@@ -185,13 +195,15 @@ def _run(args) -> int:
 
 
 def _bench(args) -> int:
-    from sparkml_dist.bench.suite import run_suites
+    from sparkml_dist.bench.suite import main as bench_main
 
-    with _Session(args, "bench") as spark:
-        report = run_suites(spark, [s.strip() for s in args.suite.split(",") if s.strip()], args.out,
-                            quick=args.quick)
-    sys.stdout.write(f"report: {report}\n")
-    return 0
+    return bench_main(args, lambda: _spark(args, "bench"))
+
+
+def _package(args) -> int:
+    from sparkml_dist.packaging import main as package_main
+
+    return package_main(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     setup_logging(args.log_level)
-    handler = {"datasets": _datasets, "cluster": _cluster, "run": _run, "bench": _bench}[args.command]
+    handler = {"datasets": _datasets, "cluster": _cluster, "run": _run, "bench": _bench,
+               "package": _package}[args.command]
     try:
         return handler(args)
     except (Exception, KeyboardInterrupt) as exc:

@@ -24,7 +24,8 @@ import os
 import platform
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ def bench_adaboost(spark, rows: int, rounds: int, repeats: int, partitions: int,
     out: dict[str, Any] = {"rows": rows, "rounds": rounds, "partitions": partitions}
     for engine in ("bsp", "mapreduce"):
         est = AdaBoostClassifier(maxIter=rounds, maxBins=256, seed=0, engine=engine)
-        t, model, times = _median_time(lambda: est.fit(train), repeats)
+        t, model, times = _median_time(lambda est=est: est.fit(train), repeats)
         history = model.trainingHistory  # per-round seconds, measured on the driver (mapreduce) or rank 0 (bsp)
         per_round = statistics.median(h["seconds"] for h in history) if history else t / rounds
         out[f"ours_{engine}"] = {"fit_seconds": t, "seconds_per_round": per_round, "runs": times,
@@ -145,7 +146,8 @@ def bench_svm(spark, sizes: list[int], repeats: int, partitions: int, class_sep:
         df.count()
         row: dict[str, Any] = {}
         for key, mode, engine in variants:
-            t, model, times = _median_time(lambda: CascadeSVC(mode=mode, engine=engine).fit(df), repeats)
+            t, model, times = _median_time(lambda m=mode, e=engine, d=df: CascadeSVC(mode=m, engine=e).fit(d),
+                                           repeats)
             row[key] = {"fit_seconds": t, "runs": times, "test_accuracy": _accuracy(model, Xte, yte),
                         "passes": model.passes, "n_sv": int(len(model.supportIds)),
                         "dual_objective": model.dualObjective}
@@ -154,7 +156,7 @@ def bench_svm(spark, sizes: list[int], repeats: int, partitions: int, class_sep:
         if baselines:
             # SVC's best setting here: cache_size 1000 MB (100k rows, class_sep=1: 200 MB 60.5 s, 1000 MB 58.4 s,
             # 4000 MB 66.0 s); everything else is scikit-learn's default, as ours
-            t, svc, times = _median_time(lambda: SVC(cache_size=1000).fit(Xtr, ytr), baseline_repeats)
+            t, svc, times = _median_time(lambda X=Xtr, y=ytr: SVC(cache_size=1000).fit(X, y), baseline_repeats)
             row["sklearn_svc"] = {"fit_seconds": t, "runs": times, "test_accuracy": float(svc.score(Xte, yte)),
                                   "n_sv": int(svc.n_support_.sum()), "cache_size_mb": 1000,
                                   "dual_objective": _svc_objective(svc, ytr)}
@@ -213,7 +215,7 @@ def plot(figures: dict, directory: str) -> list[str]:
     for key, label in SVM_LABELS.items():
         points = [(n, sizes[str(n)][key]["fit_seconds"]) for n in rows if key in sizes[str(n)]]
         if points:
-            ax.plot(*zip(*points), marker="o", label=label)
+            ax.plot(*zip(*points, strict=True), marker="o", label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training rows")
@@ -264,3 +266,93 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main()
+
+
+# -- registered cases of `sparkml-dist bench` ------------------------------------------------------------------------
+from sparkml_dist.bench.registry import CaseContext, bench_case  # noqa: E402
+
+
+@bench_case("classification", "adaboost", variants=("bsp", "mapreduce"), dataset="hastie_10_2", quality="accuracy",
+            sizes={"quick": {"rows": 4_000, "rounds": 5}, "standard": {"rows": 200_000, "rounds": 20},
+                   "full": {"rows": 1_000_000, "rounds": 50}})
+def adaboost_case(ctx: CaseContext) -> dict:
+    """SAMME over histogram stumps (exact, maxBins=256) against scikit-learn's AdaBoost and MLlib's depth-1 GBT."""
+    from pyspark.ml.classification import GBTClassifier
+    from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+    from sklearn.ensemble import AdaBoostClassifier as SkAdaBoost
+
+    from sparkml_dist.classification import AdaBoostClassifier
+    from sparkml_dist.data.generators import make_hastie_10_2
+    from sparkml_dist.runtime.barrier import available_slots
+
+    rows, rounds = ctx.size["rows"], ctx.size["rounds"]
+    parts = max(2, available_slots(ctx.spark))
+    train = make_hastie_10_2(ctx.spark, n_rows=rows, seed=ctx.seed + 1, num_partitions=parts).cache()
+    test = make_hastie_10_2(ctx.spark, n_rows=max(rows // 4, 1_000), seed=ctx.seed + 2, num_partitions=parts).cache()
+    train.count(), test.count()
+    try:
+        Xte, yte = _collect(test)
+        start = time.perf_counter()
+        model = AdaBoostClassifier(maxIter=rounds, maxBins=256, seed=ctx.seed, engine=ctx.variant).fit(train)
+        seconds = time.perf_counter() - start
+
+        def sklearn_baseline() -> dict:
+            Xtr, ytr = _collect(train)
+            t = time.perf_counter()
+            sk = SkAdaBoost(n_estimators=rounds, random_state=ctx.seed).fit(Xtr, ytr)
+            return {"seconds": time.perf_counter() - t, "accuracy": float(sk.score(Xte, yte))}
+
+        def mllib_baseline() -> dict:
+            t = time.perf_counter()
+            gbt = GBTClassifier(maxIter=rounds, maxDepth=1, seed=ctx.seed).fit(train)
+            seconds = time.perf_counter() - t
+            acc = MulticlassClassificationEvaluator(metricName="accuracy").evaluate(gbt.transform(test))
+            return {"seconds": seconds, "accuracy": float(acc)}
+
+        baselines = {"sklearn": ctx.baseline("sklearn", sklearn_baseline),
+                     "mllib_gbt": ctx.baseline("mllib_gbt", mllib_baseline)}
+        history = model.trainingHistory
+    finally:
+        train.unpersist(), test.unpersist()
+    return {"seconds": seconds, "baselines": baselines,
+            "metrics": {"accuracy": _accuracy(model, Xte, yte), "rounds_made": len(model.estimatorWeights)},
+            "curves": {"weighted_error": [h["error"] for h in history if "error" in h]}}
+
+
+@bench_case("classification", "cascade_svm", variants=("cascade-bsp", "cascade-mapreduce"),
+            dataset="make_classification(sep=1)", quality="accuracy",
+            sizes={"quick": {"rows": 2_000}, "standard": {"rows": 20_000}, "full": {"rows": 100_000}})
+def cascade_svm_case(ctx: CaseContext) -> dict:
+    """CascadeSVC (RBF, C=1, gamma='scale') against one scikit-learn ``SVC(cache_size=1000)``: accuracy and the
+    dual objective reached."""
+    from sklearn.datasets import make_classification
+    from sklearn.svm import SVC
+
+    from sparkml_dist.classification import CascadeSVC
+    from sparkml_dist.data.sources import from_numpy
+    from sparkml_dist.runtime.barrier import available_slots
+
+    n = ctx.size["rows"]
+    mode, engine = ctx.variant.split("-")
+    X, y = make_classification(n_samples=n + max(1_000, n // 5), n_features=10, n_informative=4, n_redundant=2,
+                               class_sep=1.0, flip_y=0.0, random_state=ctx.seed)
+    Xtr, ytr, Xte, yte = X[:n], y[:n].astype(float), X[n:], y[n:].astype(float)
+    df = from_numpy(ctx.spark, Xtr, ytr, num_partitions=max(4, available_slots(ctx.spark))).cache()
+    df.count()
+    try:
+        start = time.perf_counter()
+        model = CascadeSVC(mode=mode, engine=engine).fit(df)
+        seconds = time.perf_counter() - start
+    finally:
+        df.unpersist()
+
+    def svc_baseline() -> dict:
+        t = time.perf_counter()
+        svc = SVC(cache_size=1000).fit(Xtr, ytr)
+        return {"seconds": time.perf_counter() - t, "accuracy": float(svc.score(Xte, yte)),
+                "dual_objective": _svc_objective(svc, ytr)}
+
+    return {"seconds": seconds, "baselines": {"sklearn_svc": ctx.baseline("svc", svc_baseline)},
+            "metrics": {"accuracy": _accuracy(model, Xte, yte), "dual_objective": model.dualObjective,
+                        "passes": model.passes, "n_sv": len(model.supportIds)},
+            "curves": {"objective": [h["objective"] for h in model.trainingHistory if "objective" in h]}}

@@ -215,3 +215,108 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main()
+
+
+# -- registered cases of `sparkml-dist bench` ------------------------------------------------------------------------
+from sparkml_dist.bench.registry import CaseContext, bench_case  # noqa: E402
+
+_KMEANS_SIZES = {"quick": {"rows": 4_000, "dims": 8, "k": 4, "iters": 5},
+                 "standard": {"rows": 200_000, "dims": 16, "k": 8, "iters": 10},
+                 "full": {"rows": 1_000_000, "dims": 32, "k": 16, "iters": 10}}
+
+
+@bench_case("clustering", "kmeans", variants=("mapreduce", "bsp"), dataset="blobs(std=5)", quality="cost",
+            higher_is_better=False, sizes=_KMEANS_SIZES)
+def kmeans_case(ctx: CaseContext) -> dict:
+    """Lloyd from the same initial centres (``tol=0``) against scikit-learn's Lloyd and MLlib's ``KMeans.train``."""
+    from sparkml_dist.clustering import KMeans
+    from sparkml_dist.data.generators import make_blobs
+    from sparkml_dist.runtime.barrier import available_slots
+
+    rows, dims, k, iters = (ctx.size[key] for key in ("rows", "dims", "k", "iters"))
+    parts = available_slots(ctx.spark)
+    df = make_blobs(ctx.spark, rows, dims, centers=k, cluster_std=CLUSTER_STD, seed=ctx.seed,
+                    num_partitions=parts).cache()
+    df.count()
+    try:
+        X = numpy_blobs(rows, dims, k, ctx.seed, parts)  # the very rows Spark generated, built in this process
+        C0 = X[np.random.default_rng(ctx.seed + 1).choice(rows, k, replace=False)]
+        start = time.perf_counter()
+        model = KMeans(k=k, maxIter=iters, tol=0.0, initialCenters=C0.tolist(), engine=ctx.variant).fit(df)
+        seconds = time.perf_counter() - start
+        s = model.summary
+
+        def sklearn_baseline() -> dict:
+            from sklearn.cluster import KMeans as SkKMeans
+
+            t = time.perf_counter()
+            km = SkKMeans(n_clusters=k, init=C0, n_init=1, algorithm="lloyd", max_iter=iters, tol=0).fit(X)
+            return {"seconds": time.perf_counter() - t, "cost": float(km.inertia_)}
+
+        def mllib_baseline() -> dict:
+            from pyspark.mllib.clustering import KMeans as MllibKMeans
+            from pyspark.mllib.clustering import KMeansModel as MllibModel
+
+            rdd = _mllib_rdd(df)
+            try:
+                t = time.perf_counter()
+                m = MllibKMeans.train(rdd, k, maxIterations=iters, initialModel=MllibModel(list(C0)), epsilon=0.0)
+                return {"seconds": time.perf_counter() - t, "cost": float(m.computeCost(rdd))}
+            finally:
+                rdd.unpersist()
+
+        baselines = {"sklearn": ctx.baseline("sklearn", sklearn_baseline),
+                     "mllib": ctx.baseline("mllib", mllib_baseline)}
+    finally:
+        df.unpersist()
+    return {"seconds": seconds, "baselines": baselines, "bytes": s.bytesCommunicated,
+            "metrics": {"cost": float(s.inertia), "iterations": s.numIter,
+                        "iteration_seconds": _median(list(s.iterationTimes))},
+            "curves": {"cost": list(s.costHistory)}}
+
+
+@bench_case("clustering", "fuzzy_cmeans", variants=("bsp",), dataset="blobs(std=1)", quality="ari",
+            sizes={"quick": {"rows": 3_000, "dims": 4, "k": 4}, "standard": {"rows": 100_000, "dims": 8, "k": 6},
+                   "full": {"rows": 1_000_000, "dims": 16, "k": 8}})
+def fuzzy_case(ctx: CaseContext) -> dict:
+    """Fuzzy c-means picking k over [2, k+2] by Xie-Beni: ARI against the blobs, beside scikit-learn's KMeans
+    told the true k."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from sparkml_dist.clustering import FuzzyCMeans
+    from sparkml_dist.data.generators import make_blobs
+    from sparkml_dist.runtime.barrier import available_slots
+
+    rows, dims, k = (ctx.size[key] for key in ("rows", "dims", "k"))
+    df = make_blobs(ctx.spark, rows, dims, centers=k, cluster_std=1.0, seed=ctx.seed,
+                    num_partitions=available_slots(ctx.spark)).cache()
+    df.count()
+    try:
+        start = time.perf_counter()
+        model = FuzzyCMeans(kRange=[2, k + 2], seed=ctx.seed + 1, engine=ctx.variant).fit(df)
+        seconds = time.perf_counter() - start
+        pdf = model.transform(df).select("label", "prediction").toPandas()
+        X, y = _collect_features(df)
+    finally:
+        df.unpersist()
+
+    def sklearn_baseline() -> dict:
+        from sklearn.cluster import KMeans as SkKMeans
+
+        t = time.perf_counter()
+        pred = SkKMeans(n_clusters=k, n_init=1, random_state=ctx.seed).fit_predict(X)
+        return {"seconds": time.perf_counter() - t, "ari": float(adjusted_rand_score(y, pred))}
+
+    s = model.summary
+    return {"seconds": seconds, "bytes": s.bytesCommunicated,
+            "metrics": {"ari": float(adjusted_rand_score(pdf["label"], pdf["prediction"])), "k": model.getK(),
+                        "xie_beni": float(s.xieBeni)},
+            "baselines": {"sklearn_kmeans_true_k": ctx.baseline("sklearn", sklearn_baseline)},
+            "curves": {"objective": list(s.costHistory)}}
+
+
+def _collect_features(df) -> tuple[np.ndarray, np.ndarray]:
+    from pyspark.ml.functions import vector_to_array
+
+    pdf = df.select(vector_to_array("features").alias("x"), "label").toPandas()
+    return np.stack(pdf["x"].to_numpy()), pdf["label"].to_numpy()

@@ -143,6 +143,9 @@ class ProgressReporter:
         self._last = now
         record = {"iteration": self.iteration, "seconds": dt, **metrics}
         self.history.append(record)
+        from sparkml_dist.tracking import on_progress  # MLflow per-step metrics when a run is active (else no-op)
+
+        on_progress(self.name, record)
         last = bool(self.total and self.iteration >= self.total)
         if self.mode == "off" or not (self.iteration % self.every == 0 or last or self.mode == "bar"):
             return record
