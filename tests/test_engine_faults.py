@@ -1,5 +1,6 @@
 """Faults on a real standalone cluster (retries on): a lost host in the middle of a MapReduce k-means fit, a lost
-executor in the middle of a BSP fit (first: the lost host leaves one worker). Each ends with the undisturbed model; no block files outlive the application."""
+executor in the middle of a BSP fit (first: the lost host leaves one worker). Each ends with the undisturbed model;
+no block files outlive the application."""
 
 from __future__ import annotations
 
