@@ -15,6 +15,18 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 def pytest_configure(config):
     config.addinivalue_line("markers", "cluster: runs against a real Spark standalone master + workers on loopback")
     config.addinivalue_line("markers", "slow: takes more than ~30 s")
+    config.addinivalue_line("markers", "faults: kills workers/executors of an own standalone cluster (minutes); run "
+                                       "with `pytest -m faults` or SPARKML_DIST_FAULTS=1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Fault tests run only when asked for: they start their own cluster and two spark-submit jobs each."""
+    if "faults" in (config.option.markexpr or "") or os.environ.get("SPARKML_DIST_FAULTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="fault test: select with `pytest -m faults` or SPARKML_DIST_FAULTS=1")
+    for item in items:
+        if "faults" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

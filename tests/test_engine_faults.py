@@ -15,7 +15,7 @@ import pytest
 
 from sparkml_dist.runtime.cluster import HOST, cluster_env, spark_home
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.faults]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB = os.path.join(REPO, "tests", "fault_jobs", "kmeans_under_fault.py")
 
