@@ -1,5 +1,6 @@
 """Faults on a real standalone cluster (retries on): a lost host in the middle of a MapReduce k-means fit, a lost
-executor in the middle of a BSP fit (first: the lost host leaves one worker). Each ends with the undisturbed model; no block files outlive the application."""
+executor in the middle of a BSP fit (first: the lost host leaves one worker). Each ends with the undisturbed model;
+no block files outlive the application."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from sparkml_dist.runtime.cluster import HOST, cluster_env, spark_home
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.faults]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB = os.path.join(REPO, "tests", "fault_jobs", "kmeans_under_fault.py")
 

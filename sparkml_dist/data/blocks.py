@@ -10,9 +10,9 @@ iteration re-ships the whole dataset to the Python workers (measured on this mac
 iteration, against 0.2 s for scikit-learn). :func:`to_blocks` instead writes each partition's arrays as ``.npy`` files
 into the executor's own block-manager directory (the ``SPARK_LOCAL_DIRS`` Spark gives its Python workers: removed when
 the executor stops, and by the standalone worker / YARN NodeManager / Kubernetes pod when the application ends) and
-keeps a *persisted RDD of tiny tokens* (partition, host, directory). Each iteration maps over the tokens; Spark schedules a
-token's task on the executor that cached it (the one that wrote the files, by locality), and the task memory-maps its
-arrays: no bytes come from the JVM, the page cache serves them. :meth:`BlockSet.map` and :meth:`BlockSet.aggregate`
+keeps a *persisted RDD of tiny tokens* (partition, host, directory). Each iteration maps over the tokens; Spark
+schedules a token's task on the executor that cached it (the one that wrote the files, by locality), and the task
+memory-maps its arrays: no bytes come from the JVM, the page cache serves them. :meth:`BlockSet.map` and :meth:`BlockSet.aggregate`
 are the MapReduce engine; the BSP engine instead runs the whole loop in one barrier stage
 (:func:`sparkml_dist.runtime.barrier.run_barrier`) with the blocks in task memory (:func:`arrow_to_block`).
 

@@ -14,8 +14,8 @@ from pyspark.sql import SparkSession
 
 
 def _signal_when_in_the_middle(sc, engine: str, go_file: str) -> None:
-    """Write ``go_file`` once the fit is under way: 8 Spark jobs into a MapReduce fit, or 3 s into the barrier
-    stage with both ranks running."""
+    """Write ``go_file`` once the fit is under way: 8 Spark jobs into a MapReduce fit, or 1 s into the barrier
+    stage with both ranks running (loading or iterating: either way the whole stage attempt is lost)."""
     tracker = sc.statusTracker()
     first = max(tracker.getActiveJobsIds() or [0])
     running_since = None
@@ -27,7 +27,7 @@ def _signal_when_in_the_middle(sc, engine: str, go_file: str) -> None:
             stages = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
             busy = any(s is not None and s.numActiveTasks >= 2 for s in stages)
             running_since = (running_since or time.monotonic()) if busy else None
-            if running_since and time.monotonic() - running_since > 3.0:
+            if running_since and time.monotonic() - running_since > 1.0:
                 break
         time.sleep(0.02)
     with open(go_file, "w") as fh:
@@ -48,7 +48,7 @@ def main() -> None:
     # Spark-native rows (a range, numpy per partition): the lineage has no shuffle, so a partition recomputed on
     # another executor has the same rows in the same order (a shuffle read's row order depends on fetch timing)
     df = make_blobs(spark, rows, 16, centers=8, cluster_std=6.0, seed=3, num_partitions=2)
-    params = dict(k=8, seed=5, maxIter=40 if engine == "mapreduce" else 400, tol=0.0, engine=engine)
+    params = dict(k=8, seed=5, maxIter=40, tol=0.0, engine=engine)
     reference = KMeans(**params).fit(df)
     watcher = threading.Thread(target=_signal_when_in_the_middle, args=(sc, engine, go_file), daemon=True)
     watcher.start()
