@@ -316,8 +316,9 @@ def _leaf(block, offsets: dict[int, int], cfg: SolverConfig) -> Node | None:
     return Node(svs, None, n_leaves, leaf_sv, len(svs), seconds=time.perf_counter() - start)
 
 
-def _merge(a: Node | None, b: Node | None, cfg: SolverConfig) -> Node | None:
-    """A merge of the tree: warm from both children's alphas (an empty partition's partner moves up unchanged)."""
+def _merge(a: Node | None, b: Node | None, offsets: dict[int, int], cfg: SolverConfig) -> Node | None:
+    """A merge of the tree: warm from both children's alphas (an empty partition's partner moves up unchanged;
+    ``offsets`` is the leaves' argument, passed to every merge by ``data.merge_tree``)."""
     if a is None or b is None:
         return a if b is None else b
     svs, sol, n, seconds = _train_merge([a.svs, b.svs], cfg)
