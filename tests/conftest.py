@@ -15,6 +15,19 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 def pytest_configure(config):
     config.addinivalue_line("markers", "cluster: runs against a real Spark standalone master + workers on loopback")
     config.addinivalue_line("markers", "slow: takes more than ~30 s")
+    config.addinivalue_line("markers", "readme: runs the README's snippets (minutes; opt-in: pytest -m readme)")
+
+
+#: Markers whose tests run only when `-m` names them (the default `pytest tests` skips them).
+OPT_IN_MARKERS = ("readme",)
+
+
+def pytest_collection_modifyitems(config, items):
+    selected = config.getoption("-m") or ""
+    for item in items:
+        for name in OPT_IN_MARKERS:
+            if name in item.keywords and name not in selected:
+                item.add_marker(pytest.mark.skip(reason=f"opt-in: run with `pytest -m {name}`"))
 
 
 @pytest.fixture(scope="session")
