@@ -24,6 +24,7 @@ def pytest_configure(config):
 OPT_IN = {
     "slow": ("SPARKML_DIST_SLOW", "takes minutes (packaged submits, dag.test, --workers scaling)"),
     "rl_full": ("SPARKML_DIST_RL_FULL", "RL benchmark targets (minutes)"),
+    "readme": ("SPARKML_DIST_README", "runs the README's snippets (minutes)"),
     "faults": ("SPARKML_DIST_FAULTS", "kills workers/executors of an own standalone cluster (minutes)"),
 }
 

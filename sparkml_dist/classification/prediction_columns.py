@@ -9,7 +9,7 @@ with ``array_to_vector`` on the JVM side (Arrow UDFs cannot return ``VectorUDT``
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

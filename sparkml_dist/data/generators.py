@@ -11,7 +11,7 @@ like :func:`sparkml_dist.data.sources.load`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -56,7 +56,7 @@ def _generate(spark, n_rows: int, n_features: int, num_partitions: int | None, s
 
     seeds = spark.range(0, parts, 1, parts)
     out = seeds.mapInArrow(gen, "x array<double>, label long")
-    return out.select(array_to_vector("x").alias("features"), out["label"].cast("double").alias("label"))
+    return out.select(array_to_vector(out["x"]).alias("features"), out["label"].cast("double").alias("label"))
 
 
 def make_blobs(spark, n_rows: int = 100_000, n_features: int = 2, centers: int | np.ndarray = 3,

@@ -62,7 +62,7 @@ def from_numpy(spark, X: np.ndarray, y: np.ndarray | None = None, num_partitions
     df = spark.createDataFrame(table)  # straight from Arrow: NaN stays NaN (a pandas round trip makes it null)
     if num_partitions:
         df = df.repartition(num_partitions) if num_partitions != df.rdd.getNumPartitions() else df
-    out = df.select(array_to_vector("x").alias("features"), *[c for c in df.columns if c != "x"])
+    out = df.select(array_to_vector(df["x"]).alias("features"), *[c for c in df.columns if c != "x"])
     return out
 
 

@@ -42,8 +42,8 @@ def _print(*args: Any, **kwargs: Any) -> None:
 
 def install() -> None:
     """Patch the daemon module's ``traceback`` and ``print`` (inherited by every worker it forks)."""
-    _daemon.traceback = _QuietTraceback()
-    _daemon.print = _print
+    setattr(_daemon, "traceback", _QuietTraceback())  # noqa: B010 - a module attribute mypy types as a module
+    setattr(_daemon, "print", _print)  # noqa: B010 - shadows the builtin inside pyspark.daemon only
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def _check_running_master(settings: dict[str, Any]) -> None:
     requested = settings.get("master")
     if sc is None or not requested:
         return
-    running = sc.master
+    running = sc.master or ""
     if not _same_master(requested, running):
         raise SessionConflictError(
             f"get_spark({settings['profile']!r}) asks for master {requested}, but this process already runs a "
