@@ -46,6 +46,7 @@ JOB_MODULES: dict[str, str] = {
     "consensus": "sparkml_dist.clustering.jobs",
     "adaboost": "sparkml_dist.classification.jobs",
     "svm": "sparkml_dist.classification.jobs",
+    "deep_torch": "sparkml_dist.deep.jobs",
 }
 
 _REGISTRY: dict[str, Callable] = {}
