@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("sparkml_dist.bench.deep")  # also when run as __main__
 
 FEATURES = 784
 BATCH = 256

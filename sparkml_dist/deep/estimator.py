@@ -316,15 +316,15 @@ class TorchModel(Model, _TorchParams, ArrayPersistable):
 
     def _transform(self, dataset):
         import cloudpickle
-        from pyspark.sql import functions as F
-
-        from sparkml_dist.data.feed import feed_frame
-
-        features = self.getFeaturesCol()
-        feed_frame(dataset.limit(0), [features], roles={features: "featuresCol"})  # schema check only
-        fields = {f.name: f.dataType for f in dataset.schema.fields}
         from pyspark.ml.functions import vector_to_array
         from pyspark.ml.linalg import VectorUDT
+        from pyspark.sql import functions as F
+
+        from sparkml_dist.data.feed import check_feed_columns
+
+        features = self.getFeaturesCol()
+        check_feed_columns(dataset, [features], roles={features: "featuresCol"})
+        fields = {f.name: f.dataType for f in dataset.schema.fields}
 
         col = F.col(f"`{features}`")
         col = vector_to_array(col, "float32") if isinstance(fields[features], VectorUDT) else col.cast("array<float>")
