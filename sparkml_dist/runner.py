@@ -93,6 +93,9 @@ JOBS: dict[str, JobSpec] = {
                    sections=_SPLIT),
     "rl": JobSpec("sparkml_dist.rl.jobs", input="none", validator="sparkml_dist.rl.jobs:build",
                   sections={"algorithm": str, "params": dict, "evaluate": dict}),
+    "deep_torch": JobSpec("sparkml_dist.deep.jobs", estimator="sparkml_dist.deep:TorchEstimator",
+                          validator="sparkml_dist.deep.jobs:check_model",
+                          sections={**_SPLIT, "model": dict, "scale": float}),
 }
 
 #: Top-level keys every job config may have.

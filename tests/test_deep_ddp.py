@@ -21,7 +21,8 @@ def _diabetes(spark):
     X = X[:ROWS].astype(np.float32) * 10
     y = ((y[:ROWS] - y.mean()) / y.std()).astype(np.float32)
     # createDataFrame slices the list into contiguous halves: rank 0 gets rows 0..159, rank 1 rows 160..319
-    df = spark.createDataFrame([(Vectors.dense(a.tolist()), float(b)) for a, b in zip(X, y)], ["features", "label"])
+    rows = [(Vectors.dense(a.tolist()), float(b)) for a, b in zip(X, y, strict=True)]
+    df = spark.createDataFrame(rows, ["features", "label"])
     assert df.rdd.getNumPartitions() == 2
     return df, X, y
 
@@ -49,7 +50,7 @@ def _estimator(module, **kw):
 
 
 def _assert_same_params(a, b, atol=1e-5):
-    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         np.testing.assert_allclose(p.numpy(), q.numpy(), atol=atol, rtol=0, err_msg=name)
 
 

@@ -18,7 +18,8 @@ def digits(spark):
     cols = [f"p{i}" for i in range(64)]
 
     def frame(X, y):  # one numeric column per pixel, as a table would hold them; contiguous 2 partitions
-        return spark.createDataFrame([[*map(float, row), int(label)] for row, label in zip(X, y)], [*cols, "label"])
+        rows = [[*map(float, row), int(label)] for row, label in zip(X, y, strict=True)]
+        return spark.createDataFrame(rows, [*cols, "label"])
 
     return frame(Xtr, ytr), frame(Xte, yte), Xte, yte, cols
 

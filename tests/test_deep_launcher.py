@@ -9,7 +9,6 @@ import pytest
 from sparkml_dist.deep import Distributor, get_context, run
 from sparkml_dist.runtime.barrier import BarrierTaskError, InsufficientSlotsError
 
-
 # Training functions are defined inside the tests: cloudpickle ships closures by value, while module-level functions
 # of a test module would be pickled by reference and the Python workers cannot import this file.
 

@@ -37,7 +37,7 @@ import logging
 import math
 import time
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -78,7 +78,7 @@ class SparkDatasetConverter:
     def make_torch_dataloader(self, batch_size: int = 32, num_epochs: int | None = None, workers_count: int = 4,
                               shuffling_queue_capacity: int = 0, cur_shard: int | None = None,
                               shard_count: int | None = None, seed: int | None = None,
-                              schema_fields: list[str] | None = None, **reader_kwargs) -> "TorchDataLoader":
+                              schema_fields: list[str] | None = None, **reader_kwargs) -> TorchDataLoader:
         """A context manager over a loader of ``{column: tensor}`` batches (petastorm's signature).
 
         Parameters
@@ -148,7 +148,7 @@ class TorchDataLoader:
             raise ValueError(f"{total} rows cannot fill {shard_count} shards")
         self._arrays: dict[str, np.ndarray] | None = None
 
-    def __enter__(self) -> "TorchDataLoader":
+    def __enter__(self) -> TorchDataLoader:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -26,7 +26,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from pyspark import keyword_only
@@ -147,11 +148,11 @@ class TorchEstimator(Estimator, _TorchEstimatorParams):
         self.model = kwargs.pop("model", None)
         self._set(**{k: v for k, v in kwargs.items() if v is not None})
 
-    def setModel(self, model: Any) -> "TorchEstimator":
+    def setModel(self, model: Any) -> TorchEstimator:
         self.model = model
         return self
 
-    def copy(self, extra=None) -> "TorchEstimator":
+    def copy(self, extra=None) -> TorchEstimator:
         that = super().copy(extra)
         that.model = self.model
         return that
@@ -173,7 +174,7 @@ class TorchEstimator(Estimator, _TorchEstimatorParams):
                             f"({type(exc).__name__}: {exc})") from exc
         return module, blob
 
-    def _fit(self, dataset) -> "TorchModel":
+    def _fit(self, dataset) -> TorchModel:
         from sparkml_dist.data.feed import feed_frame
         from sparkml_dist.deep.launcher import _check_gpu_conf, launch
         from sparkml_dist.runtime.barrier import InsufficientSlotsError, available_slots
@@ -315,20 +316,21 @@ class TorchModel(Model, _TorchParams, ArrayPersistable):
 
     def _transform(self, dataset):
         import cloudpickle
-        from pyspark.sql import functions as F
-
-        from sparkml_dist.data.feed import feed_frame
-
-        features = self.getFeaturesCol()
-        feed_frame(dataset.limit(0), [features], roles={features: "featuresCol"})  # schema check only
-        fields = {f.name: f.dataType for f in dataset.schema.fields}
         from pyspark.ml.functions import vector_to_array
         from pyspark.ml.linalg import VectorUDT
+        from pyspark.sql import functions as F
+
+        from sparkml_dist.data.feed import check_feed_columns
+
+        features = self.getFeaturesCol()
+        check_feed_columns(dataset, [features], roles={features: "featuresCol"})
+        fields = {f.name: f.dataType for f in dataset.schema.fields}
 
         col = F.col(f"`{features}`")
         col = vector_to_array(col, "float32") if isinstance(fields[features], VectorUDT) else col.cast("array<float>")
         bc = dataset.sparkSession.sparkContext.broadcast(cloudpickle.dumps(self.module))
-        udf = F.arrow_udf(_predict_fn(bc, uuid.uuid4().hex, self.getLoss(), tuple(self.getInputShape()) or None), "double")
+        predict = _predict_fn(bc, uuid.uuid4().hex, self.getLoss(), tuple(self.getInputShape()) or None)
+        udf = F.arrow_udf(predict, "double")
         return dataset.withColumn(self.getPredictionCol(), udf(col))
 
     # --- persistence (ArrayPersistable) ---

@@ -43,8 +43,9 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from sparkml_dist.runtime.barrier import BarrierContext, BarrierTaskError, run_barrier
 
@@ -207,7 +208,8 @@ def _run_script(path: str, args: tuple, rank: int) -> str:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
     proc = subprocess.run([sys.executable, path, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, env=dict(os.environ), preexec_fn=die_with_parent if sys.platform == "linux" else None)
+                          text=True, env=dict(os.environ),
+                          preexec_fn=die_with_parent if sys.platform == "linux" else None)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.splitlines()[-100:])
         raise RuntimeError(f"script {path} exited with status {proc.returncode} on rank {rank}; its last output:\n"

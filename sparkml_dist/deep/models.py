@@ -11,8 +11,9 @@ class LeNet5(nn.Module):
 
     conv(6, 5x5, pad 2) -> ReLU -> maxpool 2 -> conv(16, 5x5) -> ReLU -> maxpool 2 -> 120 -> 84 -> ``classes``, the
     modern variant (ReLU and max pooling where the paper had tanh and subsampling). Inputs under 16 pixels wide get a
-    3x3 second convolution (padded) and no second pooling, which would leave 2x2 of an 8x8 digit. Takes ``(n, 1, s, s)`` or flat ``(n, s*s)`` rows (reshaped here), so it trains straight
-    from a ``VectorAssembler`` column. ``LeNet5(8)`` fits scikit-learn's 8x8 ``digits``; ``LeNet5(28)`` MNIST.
+    3x3 second convolution (padded) and no second pooling, which would leave 2x2 of an 8x8 digit. Takes
+    ``(n, 1, s, s)`` or flat ``(n, s*s)`` rows (reshaped here), so it trains straight from a ``VectorAssembler`` column.
+    ``LeNet5(8)`` fits scikit-learn's 8x8 ``digits``; ``LeNet5(28)`` MNIST.
     """
 
     def __init__(self, in_size: int = 8, classes: int = 10):
@@ -50,3 +51,17 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+#: name -> network class, for job configs (``model: {name: lenet5, in_size: 8}``)
+MODELS = {"lenet5": LeNet5, "mlp": MLP}
+
+
+def build_model(name: str, **kwargs) -> nn.Module:
+    """``MODELS[name](**kwargs)`` with an error naming the config key."""
+    if name not in MODELS:
+        raise ValueError(f"model.name={name!r}: expected one of {', '.join(MODELS)}")
+    try:
+        return MODELS[name](**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"model: {name} does not take {kwargs} ({exc})") from exc

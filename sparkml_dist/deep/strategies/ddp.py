@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +115,6 @@ def train(ctx, model, config: TrainConfig, feed) -> dict:
         ``history`` (per epoch: ``epoch, loss, accuracy, samples_per_s, seconds``), ``global_step``,
         ``resumed_from`` and, on rank 0, ``state`` (``{name: ndarray}``).
     """
-    import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from sparkml_dist.deep import checkpoint
