@@ -143,8 +143,7 @@ def solve(spark, name: str, env_id: str, seed: int, runner: str = "spark", eval_
             "seconds": state["solved_at"][1] if solved else None, "wall_seconds": wall,
             "best_eval": float(state["best"]), "env_steps_per_s": result.stats["env_steps_per_s"],
             "policy_lag_mean": result.stats["policy_lag_mean"],
-            "driver_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "workers_max_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+            "driver_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def targets(spark, seeds: int = 3, names=("dppo", "impala", "apex"), env_id: str = "CartPole-v1") -> dict:

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import gymnasium as gym
-import numpy as np
 
 from sparkml_dist.rl.config import RLConfig, make_config, validate
 from sparkml_dist.rl.core.envs import check_env_id, make_env_fn
@@ -152,10 +151,3 @@ class Algorithm:
                     stats["seconds"], stats["env_steps_per_s"], stats["final_return"])
         return RLResult(self.name, self.config.to_dict(), policy, progress.history, stats)
 
-
-def flat_numel(net) -> int:
-    return int(sum(p.numel() for p in net.parameters()))
-
-
-def as_rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
