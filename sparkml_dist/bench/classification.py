@@ -273,8 +273,9 @@ from sparkml_dist.bench.registry import CaseContext, bench_case  # noqa: E402
 
 
 @bench_case("classification", "adaboost", variants=("bsp", "mapreduce"), dataset="hastie_10_2", quality="accuracy",
-            sizes={"quick": {"rows": 4_000, "rounds": 5}, "standard": {"rows": 200_000, "rounds": 20},
-                   "full": {"rows": 1_000_000, "rounds": 50}})
+            sizes={"quick": {"rows": 4_000, "rounds": 5, "partitions": 4},
+                   "standard": {"rows": 200_000, "rounds": 20, "partitions": 8},
+                   "full": {"rows": 1_000_000, "rounds": 50, "partitions": 8}})
 def adaboost_case(ctx: CaseContext) -> dict:
     """SAMME over histogram stumps (exact, maxBins=256) against scikit-learn's AdaBoost and MLlib's depth-1 GBT."""
     from pyspark.ml.classification import GBTClassifier
@@ -283,10 +284,8 @@ def adaboost_case(ctx: CaseContext) -> dict:
 
     from sparkml_dist.classification import AdaBoostClassifier
     from sparkml_dist.data.generators import make_hastie_10_2
-    from sparkml_dist.runtime.barrier import available_slots
 
-    rows, rounds = ctx.size["rows"], ctx.size["rounds"]
-    parts = max(2, available_slots(ctx.spark))
+    rows, rounds, parts = ctx.size["rows"], ctx.size["rounds"], ctx.size["partitions"]  # fixed: same rows anywhere
     train = make_hastie_10_2(ctx.spark, n_rows=rows, seed=ctx.seed + 1, num_partitions=parts).cache()
     test = make_hastie_10_2(ctx.spark, n_rows=max(rows // 4, 1_000), seed=ctx.seed + 2, num_partitions=parts).cache()
     train.count(), test.count()
@@ -321,7 +320,8 @@ def adaboost_case(ctx: CaseContext) -> dict:
 
 @bench_case("classification", "cascade_svm", variants=("cascade-bsp", "cascade-mapreduce"),
             dataset="make_classification(sep=1)", quality="accuracy",
-            sizes={"quick": {"rows": 2_000}, "standard": {"rows": 20_000}, "full": {"rows": 100_000}})
+            sizes={"quick": {"rows": 2_000, "partitions": 4}, "standard": {"rows": 20_000, "partitions": 4},
+                   "full": {"rows": 100_000, "partitions": 4}})
 def cascade_svm_case(ctx: CaseContext) -> dict:
     """CascadeSVC (RBF, C=1, gamma='scale') against one scikit-learn ``SVC(cache_size=1000)``: accuracy and the
     dual objective reached."""
@@ -330,14 +330,13 @@ def cascade_svm_case(ctx: CaseContext) -> dict:
 
     from sparkml_dist.classification import CascadeSVC
     from sparkml_dist.data.sources import from_numpy
-    from sparkml_dist.runtime.barrier import available_slots
 
     n = ctx.size["rows"]
     mode, engine = ctx.variant.split("-")
     X, y = make_classification(n_samples=n + max(1_000, n // 5), n_features=10, n_informative=4, n_redundant=2,
                                class_sep=1.0, flip_y=0.0, random_state=ctx.seed)
     Xtr, ytr, Xte, yte = X[:n], y[:n].astype(float), X[n:], y[n:].astype(float)
-    df = from_numpy(ctx.spark, Xtr, ytr, num_partitions=max(4, available_slots(ctx.spark))).cache()
+    df = from_numpy(ctx.spark, Xtr, ytr, num_partitions=ctx.size["partitions"]).cache()
     df.count()
     try:
         start = time.perf_counter()

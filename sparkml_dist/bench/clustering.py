@@ -220,9 +220,11 @@ if __name__ == "__main__":
 # -- registered cases of `sparkml-dist bench` ------------------------------------------------------------------------
 from sparkml_dist.bench.registry import CaseContext, bench_case  # noqa: E402
 
-_KMEANS_SIZES = {"quick": {"rows": 4_000, "dims": 8, "k": 4, "iters": 5},
-                 "standard": {"rows": 200_000, "dims": 16, "k": 8, "iters": 10},
-                 "full": {"rows": 1_000_000, "dims": 32, "k": 16, "iters": 10}}
+#: ``partitions`` is part of the size, never the session's slot count: the data (each partition draws its own rows)
+#: is then the same on 1, 2 or 4 workers, so a --workers run compares the same problem
+_KMEANS_SIZES = {"quick": {"rows": 4_000, "dims": 8, "k": 4, "iters": 5, "partitions": 4},
+                 "standard": {"rows": 200_000, "dims": 16, "k": 8, "iters": 10, "partitions": 8},
+                 "full": {"rows": 1_000_000, "dims": 32, "k": 16, "iters": 10, "partitions": 8}}
 
 
 @bench_case("clustering", "kmeans", variants=("mapreduce", "bsp"), dataset="blobs(std=5)", quality="cost",
@@ -231,10 +233,8 @@ def kmeans_case(ctx: CaseContext) -> dict:
     """Lloyd from the same initial centres (``tol=0``) against scikit-learn's Lloyd and MLlib's ``KMeans.train``."""
     from sparkml_dist.clustering import KMeans
     from sparkml_dist.data.generators import make_blobs
-    from sparkml_dist.runtime.barrier import available_slots
 
-    rows, dims, k, iters = (ctx.size[key] for key in ("rows", "dims", "k", "iters"))
-    parts = available_slots(ctx.spark)
+    rows, dims, k, iters, parts = (ctx.size[key] for key in ("rows", "dims", "k", "iters", "partitions"))
     df = make_blobs(ctx.spark, rows, dims, centers=k, cluster_std=CLUSTER_STD, seed=ctx.seed,
                     num_partitions=parts).cache()
     df.count()
@@ -276,8 +276,9 @@ def kmeans_case(ctx: CaseContext) -> dict:
 
 
 @bench_case("clustering", "fuzzy_cmeans", variants=("bsp",), dataset="blobs(std=1)", quality="ari",
-            sizes={"quick": {"rows": 3_000, "dims": 4, "k": 4}, "standard": {"rows": 100_000, "dims": 8, "k": 6},
-                   "full": {"rows": 1_000_000, "dims": 16, "k": 8}})
+            sizes={"quick": {"rows": 3_000, "dims": 4, "k": 4, "partitions": 4},
+                   "standard": {"rows": 100_000, "dims": 8, "k": 6, "partitions": 8},
+                   "full": {"rows": 1_000_000, "dims": 16, "k": 8, "partitions": 8}})
 def fuzzy_case(ctx: CaseContext) -> dict:
     """Fuzzy c-means picking k over [2, k+2] by Xie-Beni: ARI against the blobs, beside scikit-learn's KMeans
     told the true k."""
@@ -285,11 +286,10 @@ def fuzzy_case(ctx: CaseContext) -> dict:
 
     from sparkml_dist.clustering import FuzzyCMeans
     from sparkml_dist.data.generators import make_blobs
-    from sparkml_dist.runtime.barrier import available_slots
 
     rows, dims, k = (ctx.size[key] for key in ("rows", "dims", "k"))
     df = make_blobs(ctx.spark, rows, dims, centers=k, cluster_std=1.0, seed=ctx.seed,
-                    num_partitions=available_slots(ctx.spark)).cache()
+                    num_partitions=ctx.size["partitions"]).cache()
     df.count()
     try:
         start = time.perf_counter()

@@ -108,18 +108,17 @@ from sparkml_dist.bench.registry import CaseContext, bench_case  # noqa: E402
 
 
 @bench_case("data", "to_blocks", dataset="blobs", quality="sum_rel_error", higher_is_better=False,
-            sizes={"quick": {"rows": 20_000, "dims": 8}, "standard": {"rows": 500_000, "dims": 32},
-                   "full": {"rows": 1_000_000, "dims": 32}})
+            sizes={"quick": {"rows": 20_000, "dims": 8, "partitions": 4},
+                   "standard": {"rows": 500_000, "dims": 32, "partitions": 8},
+                   "full": {"rows": 1_000_000, "dims": 32, "partitions": 8}})
 def to_blocks_case(ctx: CaseContext) -> dict:
     """DataFrame -> resident numpy blocks plus one pass, against ``toPandas()`` + stacking (same column sums)."""
     from pyspark import StorageLevel
 
     from sparkml_dist.data import to_blocks
     from sparkml_dist.data.generators import make_blobs
-    from sparkml_dist.runtime.barrier import available_slots
-
     rows, dims = ctx.size["rows"], ctx.size["dims"]
-    parts = 2 * available_slots(ctx.spark)
+    parts = ctx.size["partitions"]  # fixed: the same rows on any number of workers
     df = make_blobs(ctx.spark, rows, dims, centers=8, seed=ctx.seed, num_partitions=parts)
     df = df.persist(StorageLevel.MEMORY_ONLY)
     df.count()  # generation is not what is measured
