@@ -43,13 +43,6 @@ print("RESULT " + json.dumps(out, default=str))
 """
 
 
-@pytest.fixture(scope="session")
-def slow_enabled(request):
-    """``slow`` tests (minutes) run only when selected: ``-m slow`` or ``SPARKML_DIST_SLOW=1``."""
-    if "slow" not in (request.config.getoption("-m") or "") and os.environ.get("SPARKML_DIST_SLOW") != "1":
-        pytest.skip("slow test: run with -m slow or SPARKML_DIST_SLOW=1")
-
-
 def _airflow_env(tmp_path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "AIRFLOW"))}
     env.update(AIRFLOW_HOME=str(tmp_path / "airflow"), AIRFLOW__CORE__LOAD_EXAMPLES="False",
@@ -113,7 +106,7 @@ print("RESULT " + json.dumps({"state": str(run.state), "tasks": {ti.task_id: str
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_dag_test_runs_every_task_on_the_standalone_cluster(slow_enabled, standalone_cluster, tmp_path):
+def test_dag_test_runs_every_task_on_the_standalone_cluster(standalone_cluster, tmp_path):
     from sparkml_dist.runtime.cluster import cluster_env, spark_home
 
     out = tmp_path / "runs"

@@ -21,13 +21,6 @@ CLASSICAL = {"data/to_blocks/default", "clustering/kmeans/mapreduce", "clusterin
              "classification/cascade_svm/cascade-bsp", "classification/cascade_svm/cascade-mapreduce"}
 
 
-@pytest.fixture(scope="session")
-def slow_enabled(request):
-    """``slow`` tests (minutes) run only when selected: ``-m slow`` or ``SPARKML_DIST_SLOW=1``."""
-    if "slow" not in (request.config.getoption("-m") or "") and os.environ.get("SPARKML_DIST_SLOW") != "1":
-        pytest.skip("slow test: run with -m slow or SPARKML_DIST_SLOW=1")
-
-
 def _broken_case(ctx):
     raise RuntimeError("deliberately broken case")
 
@@ -201,7 +194,7 @@ def test_calibration_measures_one_against_two_processes():
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_workers_run_on_standalone_clusters_and_report_scaling(slow_enabled, tmp_path):
+def test_workers_run_on_standalone_clusters_and_report_scaling(tmp_path):
     out = tmp_path / "scaling"
     proc = _cli("--suite", "quick", "--only", "clustering/kmeans/bsp", "--workers", "1,2", "--out", str(out),
                 "--worker-memory", "1g", timeout=900)

@@ -21,13 +21,6 @@ BASE_PYTHON = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
 LEAN = "torch,matplotlib,gymnasium,ale-py,numba,llvmlite"
 
 
-@pytest.fixture(scope="session")
-def slow_enabled(request):
-    """``slow`` tests (minutes) run only when selected: ``-m slow`` or ``SPARKML_DIST_SLOW=1``."""
-    if "slow" not in (request.config.getoption("-m") or "") and os.environ.get("SPARKML_DIST_SLOW") != "1":
-        pytest.skip("slow test: run with -m slow or SPARKML_DIST_SLOW=1")
-
-
 def _bare_env() -> dict:
     """This process's environment without anything that could put sparkml_dist on a child's path."""
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
@@ -142,7 +135,7 @@ def _submit_kmeans(cluster, out, conf):
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_submit_with_packed_env_and_with_zip(slow_enabled, bare_cluster, artefacts, tmp_path):
+def test_submit_with_packed_env_and_with_zip(bare_cluster, artefacts, tmp_path):
     # control: executors without the package fail, naming it
     proc = _submit_kmeans(bare_cluster, tmp_path / "none", {"spark.pyspark.python": artefacts["deps_python"]})
     assert proc.returncode != 0
