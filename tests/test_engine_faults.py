@@ -77,11 +77,11 @@ def test_bsp_kmeans_stage_is_retried_after_a_lost_executor(fault_cluster, tmp_pa
     """An executor dies inside the barrier stage: the surviving rank's collective fails, Spark re-attempts the stage
     once worker-0 has launched a replacement executor, the new attempt rendezvouses under its own prefix and ends
     with the undisturbed model (no hang)."""
-    start = time.monotonic()
     report = _run_with_fault(fault_cluster, tmp_path, "bsp",
                              lambda: fault_cluster.faults.lose_executor("worker-0", remove_dirs=False))
     _assert_same_model(report)
-    assert time.monotonic() - start < 500
+    # no hang: the disturbed fit (replacement executor + re-attempted stage) ends long before the 3600 s timeout
+    assert report["fit_seconds"] < 900
     assert fault_cluster.faults.injected >= 1
 
 
