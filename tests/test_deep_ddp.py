@@ -46,7 +46,7 @@ def _single_process(module, X, y, steps, lr):
 
 def _estimator(module, **kw):
     return TorchEstimator(model=module, loss="mse", optimizer="sgd", lr=0.05, batchSize=2 * PER_RANK_BATCH,
-                          numWorkers=2, shuffle=False, maxRetries=0, **kw)
+                          numWorkers=2, shuffle=False, **kw)
 
 
 def _assert_same_params(a, b, atol=1e-5):
@@ -102,7 +102,7 @@ def test_rank_failing_on_the_first_attempt_resumes_from_checkpoint(spark, tmp_pa
         feed = ctx.feed(PER_RANK_BATCH, ["features", "label"], shuffle=False)
         return ddp.train(ctx, copy.deepcopy(module), config, feed)
 
-    disturbed = launch(train, (module, str(tmp_path / "a"), True), numWorkers=2, df=frame, retries=1, timeout=300)
+    disturbed = launch(train, (module, str(tmp_path / "a"), True), numWorkers=2, df=frame, timeout=300)
     undisturbed = launch(train, (module, str(tmp_path / "b"), False), numWorkers=2, df=frame, timeout=300)
     assert os.path.exists(marker)  # the failure did happen
     assert disturbed[0]["resumed_from"].endswith("step-000010") and undisturbed[0]["resumed_from"] is None

@@ -84,16 +84,11 @@ class _TorchEstimatorParams(_TorchParams):
                             typeConverter=TypeConverters.toInt)
     timeout = Param(Params._dummy(), "timeout", "seconds before the training stage is cancelled",
                     typeConverter=TypeConverters.toFloat)
-    maxRetries = Param(Params._dummy(), "maxRetries",
-                       "relaunches of a failed training stage, resuming from checkpointDir (-1: spark.task.maxFailures "
-                       "- 1, the retries Spark itself cannot give a barrier result stage)",
-                       typeConverter=TypeConverters.toInt)
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
         self._setDefault(optimizer="adam", lr=1e-3, batchSize=64, epochs=1, numWorkers=0, useGpu=False,
-                         strategy="ddp", shuffle=True, checkpointDir="", checkpointEvery=0, timeout=3600.0,
-                         maxRetries=-1)
+                         strategy="ddp", shuffle=True, checkpointDir="", checkpointEvery=0, timeout=3600.0)
 
     def _check_params(self) -> None:
         """Value checks that need no data (raised before any Spark job), naming the parameter."""
@@ -125,7 +120,7 @@ class TorchEstimator(Estimator, _TorchEstimatorParams):
         The network, or a zero-argument factory that builds it (called on the driver after
         ``torch.manual_seed(seed)``). It must pickle (cloudpickle): it travels to the ranks once.
     loss, optimizer, lr, batchSize, epochs, numWorkers, useGpu, strategy, shuffle, checkpointDir, checkpointEvery,
-    inputShape, featuresCol, labelCol, predictionCol, seed, timeout, maxRetries
+    inputShape, featuresCol, labelCol, predictionCol, seed, timeout
         See the Params' docs. ``batchSize`` is global: each of the ``W`` ranks takes ``batchSize // W`` rows a
         step, the same number of steps on every rank.
 
@@ -141,8 +136,7 @@ class TorchEstimator(Estimator, _TorchEstimatorParams):
                  batchSize: int = 64, epochs: int = 1, numWorkers: int = 0, useGpu: bool = False,
                  strategy: str = "ddp", shuffle: bool = True, checkpointDir: str = "", checkpointEvery: int = 0,
                  inputShape: list[int] | None = None, featuresCol: str = "features", labelCol: str = "label",
-                 predictionCol: str = "prediction", seed: int | None = None, timeout: float = 3600.0,
-                 maxRetries: int = -1):
+                 predictionCol: str = "prediction", seed: int | None = None, timeout: float = 3600.0):
         super().__init__()
         kwargs = dict(self._input_kwargs)
         self.model = kwargs.pop("model", None)
@@ -203,13 +197,10 @@ class TorchEstimator(Estimator, _TorchEstimatorParams):
             input_shape=tuple(self.getInputShape()) or None, shuffle=self.getOrDefault(self.shuffle),
             seed=self.getOrDefault(self.seed), checkpoint_dir=self.getOrDefault(self.checkpointDir) or None,
             checkpoint_every=self.getOrDefault(self.checkpointEvery))
-        retries = self.getOrDefault(self.maxRetries)
-        if retries < 0:
-            retries = int(spark.sparkContext.getConf().get("spark.task.maxFailures", "4")) - 1
         start = time.perf_counter()
         results = launch(_train_rank, (blob, self.getOrDefault(self.strategy), config), numWorkers=workers,
                          useGpu=self.getOrDefault(self.useGpu), df=frame, timeout=self.getOrDefault(self.timeout),
-                         spark=spark, retries=retries)
+                         spark=spark)
         seconds = time.perf_counter() - start
         out = results[0]
         module.load_state_dict({k: _to_tensor(v) for k, v in out["state"].items()})

@@ -47,7 +47,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparkml_dist.runtime.barrier import BarrierContext, BarrierTaskError, run_barrier
+from sparkml_dist.runtime.barrier import BarrierContext, run_barrier
 
 logger = logging.getLogger(__name__)
 
@@ -241,12 +241,12 @@ def _check_gpu_conf(spark) -> None:
 
 def launch(target: Any, args: tuple = (), kwargs: dict | None = None, *, mode: str = "run",
            numWorkers: int | None = None, useGpu: bool = False, df=None, timeout: float | None = 600.0, spark=None,
-           progress: bool = True, retries: int = 0) -> list:
+           progress: bool = True) -> list:
     """The shared body of :func:`run` and :meth:`Distributor.run`; every rank's result, in rank order.
 
-    ``retries``: how many times a stage that failed on some rank is launched again. Spark never retries a barrier
-    *result* stage itself ("Could not recover from a failed barrier ResultStage"), so this is the retry; training
-    code that checkpoints (:mod:`sparkml_dist.deep.checkpoint`) resumes from its last checkpoint. Timeouts and bad
+    A stage that fails on some rank is re-attempted by Spark (``run_barrier`` runs it as a retryable barrier stage,
+    up to ``spark.stage.maxConsecutiveAttempts`` / the task failures the master allows); training code that
+    checkpoints (:mod:`sparkml_dist.deep.checkpoint`) resumes from its last checkpoint there. Timeouts and bad
     input are not retried.
     """
     from pyspark.sql import SparkSession
@@ -276,16 +276,8 @@ def launch(target: Any, args: tuple = (), kwargs: dict | None = None, *, mode: s
     spec = _Launch(mode=mode, use_gpu=useGpu, num_threads=_task_cpus(spark),
                    progress_address=server.address if server else None)
     try:
-        for attempt in range(retries + 1):
-            try:
-                results = run_barrier(_rank_main, numWorkers, spark=spark, df=df,
-                                      args=(target, tuple(args), dict(kwargs or {}), spec), timeout=timeout)
-                break
-            except BarrierTaskError as exc:
-                if attempt == retries:
-                    raise
-                logger.warning("training stage failed on rank %d (attempt %d of %d); launching it again:\n%s",
-                               exc.rank, attempt + 1, retries + 1, exc.remote_traceback.strip().splitlines()[-1])
+        results = run_barrier(_rank_main, numWorkers, spark=spark, df=df,
+                              args=(target, tuple(args), dict(kwargs or {}), spec), timeout=timeout)
     finally:
         if server is not None:
             server.close()
