@@ -53,7 +53,7 @@ def test_every_registered_case_yields_well_formed_records(quick_run):
     by_case = {r["case"]: r for r in results["records"]}
     assert CLASSICAL <= set(by_case), set(by_case)
     assert set(results["cases"]) == set(by_case)
-    for case_id in CLASSICAL:
+    for case_id in sorted(set(by_case) - {"testing/broken/default"}):  # every family's cases, deep and RL too
         r = by_case[case_id]
         assert r["status"] == "ok", (case_id, r.get("error"), r.get("traceback"))
         assert r["seconds"] > 0 and r["quality"] in r["metrics"] and r["baselines"], case_id

@@ -274,5 +274,45 @@ def main(argv=None) -> None:
     spark.stop()
 
 
+# -------------------------------------------------------------------------------------------------------------------
+# Cases of `sparkml-dist bench` (the one registry); the functions above measure, these only shape the records
+# -------------------------------------------------------------------------------------------------------------------
+from sparkml_dist.bench.registry import CaseContext, bench_case  # noqa: E402
+
+
+@bench_case("deep", "launch", variants=("run",), dataset="trivial 2-rank job", quality="seconds",
+            higher_is_better=False, sizes={"quick": {"repeats": 1}, "standard": {"repeats": 3}, "full": {"repeats": 3}})
+def launch_case(ctx: CaseContext) -> dict:
+    """``sparkml_dist.deep.run`` against ``TorchDistributor(local_mode=False)``, the same trivial 2-rank function."""
+    figures = bench_launch(ctx.spark, ctx.size["repeats"])
+    return {"seconds": figures["run_seconds"], "metrics": {"seconds": figures["run_seconds"]},
+            "baselines": {"torchdistributor": {"seconds": figures["torchdistributor_seconds"]}}}
+
+
+@bench_case("deep", "feed", variants=("streamed",), dataset="784 float32 + label", quality="rows_per_s",
+            sizes={"quick": {"rows": 20_000, "repeats": 1}, "standard": {"rows": 100_000, "repeats": 3},
+                   "full": {"rows": 200_000, "repeats": 3}})
+def feed_case(ctx: CaseContext) -> dict:
+    """Shuffled batches of 256: our feed and converter beside a numpy copy and TorchDistributor's loader."""
+    f = bench_feed(ctx.spark, ctx.size["rows"], ctx.size["repeats"])
+    rows = f["rows"]
+
+    def as_baseline(rate: float) -> dict:
+        return {"seconds": rows / rate, "rows_per_s": rate}
+
+    return {"seconds": rows / f["feed_rows_per_s"],
+            "metrics": {"rows_per_s": f["feed_rows_per_s"], "converter_rows_per_s": f["converter_rows_per_s"]},
+            "baselines": {"numpy_copy": as_baseline(f["numpy_copy_rows_per_s"]),
+                          "torchdistributor_loader": as_baseline(f["torchdistributor_loader_rows_per_s"])}}
+
+
+@bench_case("deep", "estimator", variants=("ddp",), dataset="digits (LeNet-5)", quality="seconds",
+            higher_is_better=False, sizes={"quick": {"epochs": 2}, "standard": {"epochs": 30}, "full": {"epochs": 30}})
+def estimator_case(ctx: CaseContext) -> dict:
+    """``TorchEstimator`` (2 ranks, DDP) on digits end to end against the same training in one plain torch process."""
+    f = bench_estimator(ctx.spark, ctx.size["epochs"])
+    return {"seconds": f["estimator_seconds"], "metrics": {"seconds": f["estimator_seconds"]},
+            "baselines": {"plain_torch": {"seconds": f["plain_torch_seconds"]}}}
+
 if __name__ == "__main__":
     main()

@@ -227,5 +227,42 @@ def main(argv: list[str] | None = None) -> None:
     spark.stop()
 
 
+# -------------------------------------------------------------------------------------------------------------------
+# Cases of `sparkml-dist bench` (the one registry); the functions above measure, these only shape the records
+# -------------------------------------------------------------------------------------------------------------------
+from sparkml_dist.bench.registry import CaseContext, bench_case  # noqa: E402
+
+
+@bench_case("rl", "rollout", variants=("batched8",), dataset="CartPole-v1", quality="steps_per_s",
+            sizes={"quick": {"steps": 20_000}, "standard": {"steps": 100_000}, "full": {"steps": 200_000}})
+def rollout_case(ctx: CaseContext) -> dict:
+    """Env steps/s per core inside a Spark task, 8 envs and one batched policy call per step, against 1 env per call;
+    Spark's share of the stage and 2 tasks against 1 in the metrics."""
+    f = throughput(ctx.spark, steps=ctx.size["steps"])
+    ours, base = f["batched8_x1"], f["batch1_x1"]
+    return {"seconds": ours["stage_seconds"],
+            "metrics": {"steps_per_s": ours["per_core_steps_per_s"], "spark_share": ours["spark_share"],
+                        "scaling_2_over_1": f["scaling_2_over_1"]},
+            "baselines": {"batch1": {"seconds": base["stage_seconds"], "steps_per_s": base["per_core_steps_per_s"]}}}
+
+
+@bench_case("rl", "cartpole", variants=("dppo", "impala", "apex"), dataset="CartPole-v1", quality="greedy_return",
+            sizes={"standard": {"env": "CartPole-v1"}, "full": {"env": "CartPole-v1"}})
+def cartpole_case(ctx: CaseContext) -> dict:
+    """Train on Spark (2 actors) until a greedy evaluation reaches the target; one-process PPO is the baseline."""
+    env_id = ctx.size["env"]
+    ours = solve(ctx.spark, ctx.variant, env_id, ctx.seed)
+    base = ctx.baseline("ppo_one_process", lambda: solve(ctx.spark, "dppo", env_id, ctx.seed, runner="local",
+                                                           num_actors=1))
+
+    def shaped(r: dict) -> dict:
+        return {"seconds": r["seconds"] if r["solved"] else r["wall_seconds"], "greedy_return": r["best_eval"]}
+
+    return {**shaped(ours), "metrics": {"greedy_return": ours["best_eval"], "solved": float(ours["solved"]),
+                                        "steps": float(ours["steps"] or 0), "env_steps_per_s": ours["env_steps_per_s"],
+                                        "driver_max_rss_mb": ours["driver_max_rss_mb"]},
+            "baselines": {"ppo_one_process": shaped(base)}}
+
+
 if __name__ == "__main__":
     main()
