@@ -4,17 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-# `make lint` scope: the files brought in line so far; widen it (or `make lint LINT_PATHS=.`) as the rest follows
-LINT_PATHS ?= sparkml_dist/runner.py sparkml_dist/cli.py sparkml_dist/quickstart.py sparkml_dist/runtime/__init__.py \
-              sparkml_dist/runtime/session.py sparkml_dist/runtime/cluster.py sparkml_dist/runtime/logs.py \
-              sparkml_dist/runtime/pydaemon.py \
-              sparkml_dist/data/io.py sparkml_dist/data/sources.py sparkml_dist/data/generators.py \
-              sparkml_dist/clustering/transform.py sparkml_dist/classification/prediction_columns.py \
-              sparkml_dist/clustering/jobs.py sparkml_dist/classification/jobs.py jobs setup.py \
-              tests/test_runner_cli.py tests/test_session.py tests/test_cluster.py tests/test_logs.py \
-              tests/test_data_sources.py tests/test_parquet_input.py tests/test_readme.py
-# mypy: the runtime and data layers (add sparkml_dist/engine when it lands)
-MYPY_PATHS ?= sparkml_dist/runtime sparkml_dist/data
+# `make lint` scope: the whole repository (.ruff.toml excludes the virtual environments and outputs)
+LINT_PATHS ?= .
+# mypy: the runtime, data and engine layers
+MYPY_PATHS ?= sparkml_dist/runtime sparkml_dist/data sparkml_dist/engine
 
 .PHONY: setup run test lint bench clean
 

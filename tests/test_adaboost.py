@@ -18,7 +18,8 @@ def with_nan(spark, X: np.ndarray, y: np.ndarray):
 
     Xn = X.copy()
     Xn[3, 2] = np.nan
-    return spark.createDataFrame([(Vectors.dense(x), float(v)) for x, v in zip(Xn, y)], ["features", "label"])
+    return spark.createDataFrame([(Vectors.dense(x), float(v)) for x, v in zip(Xn, y, strict=True)],
+                                 ["features", "label"])
 
 
 def _arrays(df) -> tuple[np.ndarray, np.ndarray]:
@@ -44,7 +45,7 @@ def test_local_samme_matches_sklearn_stump_by_stump(name):
     ours = boost_local(X.astype(np.float32), y, np.ones(len(y)), int(y.max()) + 1, 50, 0, 1.0, 3)
     assert len(ours) == len(sk.estimators_)
     for (stump, alpha, err), tree, sk_alpha, sk_err in zip(ours, sk.estimators_, sk.estimator_weights_,
-                                                           sk.estimator_errors_):
+                                                           sk.estimator_errors_, strict=False):
         assert stump.feature == tree.tree_.feature[0]  # ties too: same random_state, same visiting order
         assert stump.threshold == tree.tree_.threshold[0]
         assert alpha == pytest.approx(sk_alpha, abs=1e-9)

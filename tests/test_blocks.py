@@ -154,7 +154,7 @@ def test_blocks_live_in_the_executors_block_manager_dirs(spark):
     df = from_numpy(spark, np.ones((10, 2)), num_partitions=2)
     with to_blocks(df, "features", labelKind=None) as blocks:
         roots = blocks.map(lambda b: os.environ.get("SPARK_LOCAL_DIRS", "").split(",")[0])
-        for (_, _, path, *_), root in zip(blocks.tokens, roots):
+        for (_, _, path, *_), root in zip(blocks.tokens, roots, strict=False):
             assert root and os.path.commonpath([path, root]) == root and "blockmgr-" in root
 
 

@@ -149,7 +149,7 @@ def test_fuzzy_and_consensus_save_load(weighted_blobs, non_iid, tmp_path):
     back = ConsensusClusteringModel.load(str(tmp_path / "cons"))
     np.testing.assert_array_equal(back.centers, cm.centers)
     assert back.localK() == cm.localK()
-    for a_, b_ in zip(back.localCenters(), cm.localCenters()):
+    for a_, b_ in zip(back.localCenters(), cm.localCenters(), strict=False):
         np.testing.assert_array_equal(a_, b_)
 
 

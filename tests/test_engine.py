@@ -15,8 +15,16 @@ from sparkml_dist.clustering import ConsensusClustering, FuzzyCMeans, KMeans
 from sparkml_dist.data.blocks import Block, to_blocks
 from sparkml_dist.data.sources import from_numpy
 from sparkml_dist.data.validation import DataValidationError
-from sparkml_dist.engine import Layout, LocalData, MapReduceData, RebuildableState, StateLostError, launch, \
-    require_state, spec_for
+from sparkml_dist.engine import (
+    Layout,
+    LocalData,
+    MapReduceData,
+    RebuildableState,
+    StateLostError,
+    launch,
+    require_state,
+    spec_for,
+)
 from sparkml_dist.runtime.layout import spark_hash_int
 
 ENGINES = ["mapreduce", "bsp"]

@@ -57,7 +57,7 @@ def test_cascade_matches_single_node_svc(binary, cascade_binary):
     assert history[0]["leaves"] == 4 and history[0]["violators"] == -1  # 4 partitions of 5000 rows: 4 leaves
     assert history[1]["violators"] > 0  # MRSMO's answer (pass 1) is not the optimum; feedback fixes it
     objectives = [h["objective"] for h in history]
-    assert all(b >= a - 1e-9 * abs(a) for a, b in zip(objectives, objectives[1:]))
+    assert all(b >= a - 1e-9 * abs(a) for a, b in zip(objectives, objectives[1:], strict=False))
 
 
 @pytest.mark.parametrize("memory", [0.0, 4.0])
@@ -91,7 +91,7 @@ def test_bsp_engine_matches_single_node_svc(binary, cascade_binary, mode):
 def test_bsp_engine_with_an_empty_partition_multiclass(spark):
     X, y = bundled_arrays("iris")
     svc, ref_W = _reference(X, y)
-    rows = [(Vectors.dense(x), float(c)) for x, c in zip(X, y)]
+    rows = [(Vectors.dense(x), float(c)) for x, c in zip(X, y, strict=False)]
     df = spark.createDataFrame(spark.sparkContext.parallelize([rows, []], 2).flatMap(lambda p: p),
                                ["features", "label"])
     model = CascadeSVC(mode="cascade", engine="bsp").fit(df)  # rank 1 holds no rows and still takes part
@@ -144,7 +144,7 @@ def test_dpsvm_converges_and_matches_cascade(binary, cascade_binary):
     history = model.trainingHistory
     objectives = [h["objective"] for h in history[1:]]
     assert len(history) >= 3 and history[0]["rows_trained"] == 20_000
-    assert all(b >= a - 1e-6 * abs(a) for a, b in zip(objectives, objectives[1:])), objectives
+    assert all(b >= a - 1e-6 * abs(a) for a, b in zip(objectives, objectives[1:], strict=False)), objectives
 
 
 def test_multiclass_one_vs_one_cascade_and_dpsvm(spark):
@@ -203,9 +203,9 @@ def test_pipeline_and_cross_validator(spark):
 
 def test_bad_inputs(spark):
     from pyspark.sql import functions as F
+    from test_adaboost import with_nan  # pytest puts tests/ on sys.path (rootdir-relative, prepend mode)
 
     from sparkml_dist.data.validation import DataValidationError
-    from test_adaboost import with_nan  # pytest puts tests/ on sys.path (rootdir-relative, prepend mode)
 
     X, y = bundled_arrays("iris")
     df = from_numpy(spark, X, y)
@@ -258,7 +258,8 @@ def test_empty_and_single_class_partitions(spark):
     model = CascadeSVC(mode="cascade", maxPasses=20).fit(df)
     assert model.converged
     objectives = [h["objective"] for h in model.trainingHistory]
-    assert all(b >= a - 1e-9 * abs(a) for a, b in zip(objectives, objectives[1:]))  # monotone, as Graf et al.
+    # monotone, as Graf et al.
+    assert all(b >= a - 1e-9 * abs(a) for a, b in zip(objectives, objectives[1:], strict=False))
     assert objectives[0] < 0.5 * ref_W and model.passes >= 3
     assert abs(model.dualObjective - ref_W) <= 1e-4 * abs(ref_W)
     assert (model.predict_numpy(X)[2] == svc.predict(X)).mean() >= 0.99

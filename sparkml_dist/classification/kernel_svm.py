@@ -53,18 +53,18 @@ class SVSet:
     score: np.ndarray | None = None
 
     @classmethod
-    def empty(cls, n_features: int) -> "SVSet":
+    def empty(cls, n_features: int) -> SVSet:
         return cls(np.zeros(0, np.int64), np.zeros((0, n_features)), np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def take(self, index) -> "SVSet":
+    def take(self, index) -> SVSet:
         return SVSet(self.ids[index], self.X[index], self.y[index],
                      None if self.alpha is None else self.alpha[index],
                      None if self.score is None else self.score[index])
 
-    def union(self, *others: "SVSet") -> "SVSet":
+    def union(self, *others: SVSet) -> SVSet:
         """Rows of all sets, each id once (first occurrence wins), sorted by id so results do not depend on order.
         Alphas survive when any set has them (rows of a set without start at 0); scores likewise (NaN), as long as
         only one set brings nonzero alphas."""

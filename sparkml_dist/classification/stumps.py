@@ -162,7 +162,8 @@ class Binning:
 
 
 def combine_ranges(a: tuple[list, list], b: tuple[list, list]) -> tuple[list, list]:
-    return ([np.minimum(x, y) for x, y in zip(a[0], b[0])], [np.maximum(x, y) for x, y in zip(a[1], b[1])])
+    return ([np.minimum(x, y) for x, y in zip(a[0], b[0], strict=True)],
+            [np.maximum(x, y) for x, y in zip(a[1], b[1], strict=True)])
 
 
 def merge_summaries(summaries: list[list[tuple[np.ndarray, np.ndarray]]], max_bins: int) -> Binning:
@@ -291,7 +292,7 @@ def best_stump(hist: np.ndarray, binning: Binning, order: list[int] | None = Non
         return Stump(-1, -2.0, majority, majority, improvement=0.0, miss_weight=float(W - total[majority]),
                      total_weight=float(W))
     tol = TIE_RTOL * abs(best_score)
-    for f, score, nonempty, a, b, left, h in candidates:  # in visiting order: the first (near-)best wins
+    for f, score, nonempty, a, b, left, h in candidates:  # noqa: B007 - in visiting order: the first (near-)best wins
         hits = np.flatnonzero(score >= best_score - tol)
         if len(hits):
             i = int(hits[0])

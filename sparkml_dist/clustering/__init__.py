@@ -1,7 +1,7 @@
 """Distributed clustering as ``pyspark.ml`` estimators: k-means, fuzzy c-means (+ Xie-Beni), consensus clustering.
 
-Two engines run the same algorithms (``engine="mapreduce"`` or ``"bsp"``, one launch path in :mod:`sparkml_dist.engine`); the per-partition
-numerics live in :mod:`.kernels`.
+Two engines run the same algorithms (``engine="mapreduce"`` or ``"bsp"``, one launch path in
+:mod:`sparkml_dist.engine`); the per-partition numerics live in :mod:`.kernels`.
 """
 
 from sparkml_dist.clustering.consensus import ConsensusClustering, ConsensusClusteringModel

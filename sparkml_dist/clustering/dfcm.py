@@ -112,7 +112,7 @@ def fit_fcm(data, cfg: FuzzyConfig) -> FuzzyResult:
     for it in range(1, cfg.max_iter + 1):
         t0 = time.perf_counter()
         stats = data.sum(kernels.fcm_partial, [V[i] for i in active], cfg.m)
-        for i, (num, den, J) in zip(list(active), stats):
+        for i, (num, den, J) in zip(list(active), stats, strict=False):
             new = num / np.maximum(den, np.finfo(np.float64).tiny)[:, None]
             shift = float(np.abs(new - V[i]).max())
             V[i] = new

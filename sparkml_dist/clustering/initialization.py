@@ -123,7 +123,7 @@ def init_random(data, k: int, seed: int) -> np.ndarray:
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     part_of = np.searchsorted(offsets, chosen, side="right") - 1
     plan: dict[int, list[int]] = {}
-    for g, p in zip(chosen.tolist(), part_of.tolist()):
+    for g, p in zip(chosen.tolist(), part_of.tolist(), strict=False):
         plan.setdefault(counts[p][0], []).append(g - int(offsets[p]))
     rows: dict[int, np.ndarray] = {}
     for part, local, X in data.gather(_take_rows, plan):

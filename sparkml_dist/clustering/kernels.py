@@ -286,7 +286,7 @@ def fcm_local(P: np.ndarray, w: np.ndarray, V: np.ndarray, m: float, max_iter: i
     """Weighted FCM on an in-memory point set; returns ``(V, J_m at V, iterations)``."""
     xx = np.einsum("ij,ij->i", P, P)
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 - `it` (iterations run) is returned
         um = memberships(sq_distances(P, xx, V), m) ** m * w[:, None]
         new = (um.T @ P) / np.maximum(um.sum(axis=0), _TINY)[:, None]
         shift = float(np.abs(new - V).max())

@@ -96,7 +96,7 @@ def fit_kmeans(data, cfg: KMeansConfig) -> KMeansResult:
     converged = False
     it = 0
     cost = float("nan")
-    for it in range(1, cfg.max_iter + 1):
+    for it in range(1, cfg.max_iter + 1):  # noqa: B007 - `it` (iterations run) is reported
         t0 = time.perf_counter()
         sums, counts, cost = data.sum(kernels.lloyd_partial, C, cfg.cosine)
         new = C.copy()

@@ -12,8 +12,8 @@ into the executor's own block-manager directory (the ``SPARK_LOCAL_DIRS`` Spark 
 the executor stops, and by the standalone worker / YARN NodeManager / Kubernetes pod when the application ends) and
 keeps a *persisted RDD of tiny tokens* (partition, host, directory). Each iteration maps over the tokens; Spark
 schedules a token's task on the executor that cached it (the one that wrote the files, by locality), and the task
-memory-maps its arrays: no bytes come from the JVM, the page cache serves them. :meth:`BlockSet.map` and :meth:`BlockSet.aggregate`
-are the MapReduce engine; the BSP engine instead runs the whole loop in one barrier stage
+memory-maps its arrays: no bytes come from the JVM, the page cache serves them. :meth:`BlockSet.map` and
+:meth:`BlockSet.aggregate` are the MapReduce engine; the BSP engine instead runs the whole loop in one barrier stage
 (:func:`sparkml_dist.runtime.barrier.run_barrier`) with the blocks in task memory (:func:`arrow_to_block`).
 
 Per-partition mutable state (AdaBoost's sample weights, say) lives beside the block: :meth:`Block.save_state` /
@@ -38,13 +38,20 @@ import shutil
 import socket
 import tempfile
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
-from sparkml_dist.data.validation import ColumnSpec, DataValidationError, ScanStats, check_columns, \
-    raise_for_stats, scan_arrays
+from sparkml_dist.data.validation import (
+    ColumnSpec,
+    DataValidationError,
+    ScanStats,
+    check_columns,
+    raise_for_stats,
+    scan_arrays,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -318,9 +325,9 @@ def load_block(token: tuple) -> Block:
 def add_partials(a, b):
     """Element-wise sum of nested tuples/lists/dicts of numpy arrays and numbers (the default combiner)."""
     if isinstance(a, tuple):
-        return tuple(add_partials(x, y) for x, y in zip(a, b))
+        return tuple(add_partials(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, list):
-        return [add_partials(x, y) for x, y in zip(a, b)]
+        return [add_partials(x, y) for x, y in zip(a, b, strict=False)]
     if isinstance(a, dict):
         return {k: add_partials(a[k], b[k]) for k in a}
     return a + b
@@ -419,7 +426,7 @@ class BlockSet:
             pass
         self._rdd = None
 
-    def __enter__(self) -> "BlockSet":
+    def __enter__(self) -> BlockSet:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -469,7 +476,9 @@ def to_blocks(df, featuresCol: str = "features", labelCol: str | None = None, we
         import pyarrow as pa
         from pyspark import TaskContext
 
-        pid = TaskContext.get().partitionId()
+        task = TaskContext.get()
+        assert task is not None, "materialise runs inside a Spark task"
+        pid = task.partitionId()
         block, stats = arrow_to_block(batches, spec, np_dtype, sparse, pid)
         path = _write_block(block, set_id)
         nbytes = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))

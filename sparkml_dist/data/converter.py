@@ -187,9 +187,11 @@ class TorchDataLoader:
                             pieces.append((a, table.slice(max(a, lo) - lo, min(b, hi) - max(a, lo))))
         # shard order: the first range (in file order), then the wrapped-around rows
         pieces.sort(key=lambda p: 0 if p[0] == wanted[0][0] else 1)
-        table = pa.concat_tables([t for _, t in pieces]) if pieces else None
-        names = table.column_names if table is not None else []
-        self._arrays = {name: column_to_numpy(table.column(name), name) for name in names}
+        if not pieces:
+            self._arrays = {}
+            return self._arrays
+        table = pa.concat_tables([t for _, t in pieces])
+        self._arrays = {name: column_to_numpy(table.column(name), name) for name in table.column_names}
         return self._arrays
 
     def __iter__(self) -> Iterator[dict]:

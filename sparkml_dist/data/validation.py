@@ -79,7 +79,7 @@ class ScanStats:
     weight_negative: int = 0
     weight_sum: float = 0.0
 
-    def merge(self, other: "ScanStats") -> "ScanStats":
+    def merge(self, other: ScanStats) -> ScanStats:
         out = ScanStats()
         for name in ("rows", "feature_nonfinite", "feature_nulls", "width_mismatch", "label_nonfinite",
                      "label_nonint", "label_negative", "weight_nonfinite", "weight_negative", "weight_sum"):
@@ -107,7 +107,7 @@ def scan_arrays(X, y, w, stats: ScanStats) -> None:
         stats.label_nonint += int(np.count_nonzero(nonint))
         stats.label_negative += int(np.count_nonzero(yf < 0))
         values, counts = np.unique(yf[~nonint], return_counts=True)
-        for v, c in zip(values.tolist(), counts.tolist()):
+        for v, c in zip(values.tolist(), counts.tolist(), strict=False):
             stats.label_counts[v] = stats.label_counts.get(v, 0) + c
     if w is not None and len(w):
         finite = np.isfinite(w)

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import logging
 import pickle
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -75,9 +76,9 @@ def _elementwise(op: str) -> Callable[[Any, Any], Any]:
 
     def combine(a, b):
         if isinstance(a, tuple):
-            return tuple(combine(x, y) for x, y in zip(a, b))
+            return tuple(combine(x, y) for x, y in zip(a, b, strict=False))
         if isinstance(a, list):
-            return [combine(x, y) for x, y in zip(a, b)]
+            return [combine(x, y) for x, y in zip(a, b, strict=False)]
         if isinstance(a, dict):
             return {k: combine(a[k], b[k]) for k in a}
         out = ufunc(a, b)

@@ -33,8 +33,9 @@ Example (AdaBoost-style weights; ``stump`` is what the driver chose in a round):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
