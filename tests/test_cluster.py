@@ -47,6 +47,7 @@ def test_work_runs_in_separate_executor_jvms(standalone_cluster, tmp_path):
     assert metrics["barrier_allreduce"] == [2.0, 1.0]
 
 
+@pytest.mark.slow  # ~1 min; `make run` runs the same job, the jobs tests submit to the cluster: `pytest -m slow`
 def test_quickstart_job_by_spark_submit_writes_atomically(standalone_cluster, tmp_path):
     out = tmp_path / "qs"
     _submit(standalone_cluster, "quickstart.py", "--config", os.path.join(REPO, "conf/jobs/quickstart.yaml"),

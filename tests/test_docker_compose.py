@@ -61,6 +61,7 @@ def test_compose_up_runs_the_job_after_the_workers_are_ready():
 
 
 @pytest.mark.cluster
+@pytest.mark.slow  # ~1 min: the default suite stays under 20 minutes; `pytest -m slow` runs it
 def test_compose_commands_run_against_the_local_cluster(standalone_cluster, tmp_path):
     """The submit service's and the workers' health-check commands, with the compose host names and paths mapped to
     this machine (spark-master -> the local master, /opt/spark -> pyspark's Spark, /opt/sparkml_dist -> the checkout),

@@ -89,8 +89,11 @@ def test_killed_actor_is_replaced_and_learner_continues(spark):
                   batchUnrolls=1, learningRate=2e-3, runner="spark", maxActorRestarts=2)
     result = algo.train(spark, callback=kill_once)
     assert killed, "the callback never saw both actors"
-    assert result.stats["actor_restarts"] == 1 and result.stats["stages"] == 2
+    # a killed task fails the whole barrier stage: the run can only reach its budget if both actors were replaced,
+    # by Spark's stage re-attempt (run_barrier's retryable stage; the session has retries on) or, once Spark's
+    # attempts are spent, by the runner's relaunch (`actor_restarts`); the learner kept its state throughout
     assert result.stats["env_steps"] >= 16_000 and result.stats["updates"] > killed["at"]
+    assert result.stats["actor_restarts"] + result.stats["stage_reattempts"] >= 1
 
 
 def test_resume_from_checkpoint(tmp_path):

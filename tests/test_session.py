@@ -53,7 +53,7 @@ def test_session_fixture_has_the_profile_settings(spark):
     assert conf.get("spark.ui.enabled") == "false"
     assert conf.get("spark.sql.execution.arrow.pyspark.enabled") == "true"
     assert conf.get("spark.driver.host") == "127.0.0.1"
-    assert spark.sparkContext.master == "local[2]"
+    assert spark.sparkContext.master == "local[2,2]"  # 2 slots, task attempts 2 (retries on, as on a cluster)
     # the fixture's own settings arrive too (conf={...} used to become one ignored setting named "conf")
     assert conf.get("spark.sql.shuffle.partitions") == "4" and conf.get("spark.driver.memory") == "4g"
     with pytest.raises(ValueError, match=r"get_spark: \['shuffle_partitions'\] are not Spark settings"):
@@ -71,7 +71,8 @@ def test_a_conflicting_master_is_refused_not_silently_ignored(spark):
 
     # the README's order: a local session first, then the cluster; Spark alone would hand back the local session
     with pytest.raises(SessionConflictError, match=r"asks for master spark://127.0.0.1:7077, but this process "
-                                                   r"already runs a SparkSession on local\[2\].*spark.stop\(\) first"):
+                                                   r"already runs a SparkSession on local\[2,2\].*"
+                                                   r"spark.stop\(\) first"):
         get_spark("standalone", master="spark://127.0.0.1:7077")
     assert get_spark("local") is spark  # local[*] accepts the running local session (a notebook's, a test's)
 

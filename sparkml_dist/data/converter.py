@@ -42,7 +42,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from sparkml_dist.data.feed import column_to_numpy, feed_frame
-from sparkml_dist.data.io import atomic_path, remove_path
+from sparkml_dist.data.io import atomic_path, has_scheme, remove_path
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,11 @@ class SparkDatasetConverter:
         """Remove the cached Parquet files (and forget this converter)."""
         if self._deleted:
             return
-        remove_path(_local_or_url(self.cache_dir_url), self._spark)
+        path = _local_or_url(self.cache_dir_url)
+        # at interpreter exit (atexit) the session may already be stopped: a local cache dir needs no JVM
+        alive = self._spark is not None and self._spark.sparkContext._jsc is not None
+        if alive or not has_scheme(path):
+            remove_path(path, self._spark if alive else None)
         self._deleted = True
         _CACHE[:] = [entry for entry in _CACHE if entry[2] is not self]
 

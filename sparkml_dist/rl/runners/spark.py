@@ -147,8 +147,10 @@ def _stage_stats(stage: _Stage) -> dict:
     act = sum(r["act_seconds"] for r in stage.results)
     chan = sum(r["channel_seconds"] for r in stage.results)
     wall = stage.seconds * len(stage.results)
+    # Spark's re-attempts of the last stage (a lost actor task fails the barrier stage; run_barrier's stage retries)
+    attempt = max((s.get("attempt", 0) for s in getattr(stage.results, "stats", [])), default=0)
     return {"actor_act_seconds": act, "actor_channel_seconds": chan, "stage_seconds": stage.seconds,
-            "spark_share": max(0.0, 1.0 - (act + chan) / max(wall, 1e-9))}
+            "spark_share": max(0.0, 1.0 - (act + chan) / max(wall, 1e-9)), "stage_reattempts": max(attempt, 0)}
 
 
 def _short(exc: BaseException) -> str:
