@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -111,14 +112,15 @@ def _merge_pair(pair: tuple, merge: Callable[..., Any], args: tuple) -> Any:
     return merge(pair[0], pair[1], *args) if len(pair) == 2 else pair[0]
 
 
-class _Data:
+class _Data(ABC):
     """What every implementation shares: the merge tree and the interface's bookkeeping."""
 
     engine = "?"
     passes: int = 0
 
-    def gather(self, fn: Callable[..., Any], *args: Any) -> list[Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def gather(self, fn: Callable[..., Any], *args: Any) -> list[Any]:
+        """``fn(block, *args)`` of every partition, in partition order."""
 
     def _merge_level(self, pairs: list[tuple], merge: Callable[..., Any], args: tuple) -> list[Any]:
         return [_merge_pair(p, merge, args) for p in pairs]
