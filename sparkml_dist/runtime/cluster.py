@@ -237,11 +237,7 @@ class LocalStandaloneCluster:
             self._spawn("master", [MASTER_CLASS, "--host", HOST, "--port", str(master_port), "--webui-port",
                                    str(webui_port)], env)
             for i in range(self.workers):
-                work_dir = self.state_dir / f"work-{i}"
-                work_dir.mkdir(parents=True, exist_ok=True)
-                self._spawn(f"worker-{i}", [WORKER_CLASS, "--host", HOST, "--cores", str(self.cores), "--memory",
-                                            self.memory, "--webui-port", str(spare.pop()), "--work-dir",
-                                            str(work_dir), self._st.master_url], env)
+                self._spawn_worker(i, spare.pop(), env)
             self.wait_until_ready(timeout)
         except BaseException:
             self.stop()
@@ -249,6 +245,34 @@ class LocalStandaloneCluster:
         logger.info("standalone cluster up: %s with %d workers x %d cores (web UI %s)", self.master_url,
                     self.workers, self.cores, self._st.webui_url)
         return self
+
+    def _spawn_worker(self, i: int, webui_port: int, env: dict[str, str]) -> int:
+        work_dir = self.state_dir / f"work-{i}"
+        work_dir.mkdir(parents=True, exist_ok=True)
+        return self._spawn(f"worker-{i}", [WORKER_CLASS, "--host", HOST, "--cores", str(self.cores), "--memory",
+                                           self.memory, "--webui-port", str(webui_port), "--work-dir",
+                                           str(work_dir), self._st.master_url], env)
+
+    def restart_worker(self, i: int, timeout: float = 90.0) -> int:
+        """Start ``worker-i`` again after it died (a replaced host) and wait until the master lists it alive."""
+        name = f"worker-{i}"
+        if name in self.alive_pids():
+            raise RuntimeError(f"{name} is still running (pid {self._st.pids[name]})")
+        port = _free_ports(1)[0]
+        pid = self._spawn_worker(i, port, cluster_env())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # the dead worker can stay listed ALIVE until spark.worker.timeout
+            if not _alive(pid):
+                raise RuntimeError(f"{name} exited during start-up; see {self._st.logs[name]}:\n"
+                                   + _tail(self._st.logs[name]))
+            try:
+                if any(w.get("state") == "ALIVE" and str(w.get("webuiaddress", "")).endswith(f":{port}")
+                       for w in self.master_json().get("workers", [])):
+                    return pid
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"{name} did not register with {self.master_url} within {timeout} s")
 
     def master_json(self) -> dict:
         """The master's ``/json`` view. While the web UI is still starting its handlers, ``/json`` can fall
