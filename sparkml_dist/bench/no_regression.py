@@ -2,13 +2,14 @@
 one run: k-means seconds per Lloyd iteration, AdaBoost (``exact``, 1M x 10 rows, 10 rounds) fit seconds and CascadeSVC
 (``cascade``, 100k rows) fit seconds, each on both engines, medians of ``--repeats``.
 
-    .venv/bin/python -m sparkml_dist.bench.no_regression --before e363236 --repeats 3
+    .venv/bin/python -m sparkml_dist.bench.no_regression --before e363236 --repeats 3 --rounds 2
 
 The earlier revision is checked out into a temporary git worktree; every measurement runs in a fresh Python process
-that imports one tree or the other (``PYTHONPATH``), with both trees' runs interleaved family by family so that a
-change in the machine's load hits both alike. Each side runs its own ``bench.clustering`` / ``bench.classification``
-code (the same functions in both) on the same generated data and seed; the baselines (MLlib, scikit-learn) are off:
-this compares us with ourselves. The load average is recorded beside every figure.
+that imports one tree or the other (``PYTHONPATH``), with both trees' runs interleaved family by family
+(``--rounds`` pairs in ABBA order) so that a change in the machine's load hits both alike. Each side runs its own
+``bench.clustering`` / ``bench.classification`` code (the same functions in both) on the same generated data and
+seed; the baselines (MLlib, scikit-learn) are off: this compares us with ourselves. The load average is recorded
+beside every figure.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +43,7 @@ elif family == "adaboost":
     from sparkml_dist.bench.classification import bench_adaboost
     r = bench_adaboost(spark, rows=int(1_000_000 * scale), rounds=10, repeats=repeats, partitions=4, baselines=False)
     out = {e: r["ours_" + e]["fit_seconds"] for e in ("mapreduce", "bsp")}
+    out.update({e + "_per_round": r["ours_" + e]["seconds_per_round"] for e in ("mapreduce", "bsp")})
 else:
     from sparkml_dist.bench.classification import bench_svm
     n = int(100_000 * scale)
@@ -71,7 +74,8 @@ def _child(tree: str, family: str, repeats: int, scale: float) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def run(before: str, repeats: int = 3, families: list[str] | None = None, scale: float = 1.0) -> dict:
+def run(before: str, repeats: int = 3, families: list[str] | None = None, scale: float = 1.0,
+        rounds: int = 1) -> dict:
     families = families or list(FAMILIES)
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
@@ -82,18 +86,23 @@ def run(before: str, repeats: int = 3, families: list[str] | None = None, scale:
                    capture_output=True)
     out: dict = {"before": before, "after": subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
                                                            capture_output=True, text=True).stdout.strip(),
-                 "repeats": repeats, "scale": scale, "cores": os.cpu_count(), "families": {}}
+                 "repeats": repeats, "rounds": rounds, "scale": scale, "cores": os.cpu_count(), "families": {}}
     try:
         for family in families:
-            rec: dict = {"what": FAMILIES[family]}
-            for side, path in (("before", tree), ("after", REPO)):
-                load = _load()
-                start = time.perf_counter()
-                rec[side] = _child(path, family, repeats, scale)
-                rec[side + "_load"] = [round(load, 2), round(_load(), 2)]
-                logger.info("%s %s: %s (%.0f s, load %.1f -> %.1f)", family, side, rec[side],
-                            time.perf_counter() - start, load, _load())
-            rec["ratio_after_over_before"] = {e: rec["after"][e] / rec["before"][e] for e in ("mapreduce", "bsp")}
+            rec: dict = {"what": FAMILIES[family], "rounds": []}
+            for r in range(rounds):
+                sides = [("before", tree), ("after", REPO)]
+                for side, path in sides if r % 2 == 0 else sides[::-1]:  # ABBA: a load drift hits both alike
+                    load = _load()
+                    start = time.perf_counter()
+                    value = _child(path, family, repeats, scale)
+                    rec["rounds"].append({"side": side, **value, "load": [round(load, 2), round(_load(), 2)]})
+                    logger.info("%s %s (round %d/%d): %s (%.0f s, load %.1f -> %.1f)", family, side, r + 1, rounds,
+                                value, time.perf_counter() - start, load, _load())
+            for side in ("before", "after"):
+                mine = [x for x in rec["rounds"] if x["side"] == side]
+                rec[side] = {e: statistics.median(x[e] for x in mine) for e in mine[0] if e not in ("side", "load")}
+            rec["ratio_after_over_before"] = {e: rec["after"][e] / rec["before"][e] for e in rec["after"]}
             logger.info("%s after/before: %s", family, rec["ratio_after_over_before"])
             out["families"][family] = rec
     finally:
@@ -106,13 +115,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--before", default="e363236", help="the earlier revision (default: e363236, before the engine)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--only", nargs="*", help=f"families among {sorted(FAMILIES)}")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="before/after pairs per family, in alternating order; figures are medians over rounds")
     p.add_argument("--scale", type=float, default=1.0, help="multiplies every data size (0.1 for a smoke run)")
     p.add_argument("--out", default="out/bench/no_regression.json")
     args = p.parse_args(argv)
-    if args.repeats < 1:
-        p.error("--repeats must be >= 1")
+    if args.repeats < 1 or args.rounds < 1:
+        p.error("--repeats and --rounds must be >= 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = run(args.before, args.repeats, args.only, args.scale)
+    result = run(args.before, args.repeats, args.only, args.scale, args.rounds)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=2)
