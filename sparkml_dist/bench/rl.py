@@ -172,17 +172,34 @@ def _summary(runs: list[dict]) -> dict:
             "max_rss_mb": max(r["driver_max_rss_mb"] for r in runs)}
 
 
-def seed_vs_batch1(spark, steps: int = 40_000) -> dict:
-    """End-to-end env steps/s: SEED (central inference over 2 x 8 envs) vs IMPALA actors with one env each."""
+def seed_vs_batch1(spark, steps: int = 40_000, repeats: int = 3) -> dict:
+    """End-to-end env steps/s: SEED (central inference over 2 x 8 envs) vs IMPALA actors with one env each.
+
+    Both first run a short warm-up (Spark's Python workers start and import torch once; the first run would pay it
+    alone: that made SEED, measured first, look 0.7x), then ``repeats`` pairs in alternating order; the ratio of each
+    pair is taken within the pair, and the median and worst are reported.
+    """
     from sparkml_dist.rl import IMPALA, SEED
 
-    common = dict(env="CartPole-v1", numActors=2, totalSteps=steps, runner="spark", unrollLength=16,
-                  batchUnrolls=1)
-    seed = SEED(envsPerActor=8, **common).train(spark).stats
-    batch1 = IMPALA(envsPerActor=1, **common).train(spark).stats
-    return {"seed_steps_per_s": seed["env_steps_per_s"], "batch1_steps_per_s": batch1["env_steps_per_s"],
-            "ratio": seed["env_steps_per_s"] / batch1["env_steps_per_s"],
-            "seed_inference_batch": seed.get("inference_batch_mean")}
+    common = dict(env="CartPole-v1", numActors=2, runner="spark", unrollLength=16, batchUnrolls=1, logEvery=60.0)
+    runs = {"seed": lambda n: SEED(envsPerActor=8, totalSteps=n, **common).train(spark).stats,
+            "batch1": lambda n: IMPALA(envsPerActor=1, totalSteps=n, **common).train(spark).stats}
+    for fn in runs.values():
+        fn(2_048)
+    pairs = []
+    for r in range(repeats):
+        order = ("seed", "batch1") if r % 2 == 0 else ("batch1", "seed")
+        pairs.append({name: runs[name](steps) for name in order})
+    ratios = [p["seed"]["env_steps_per_s"] / p["batch1"]["env_steps_per_s"] for p in pairs]
+    return {"seed_steps_per_s": [p["seed"]["env_steps_per_s"] for p in pairs],
+            "batch1_steps_per_s": [p["batch1"]["env_steps_per_s"] for p in pairs],
+            "ratios": ratios, "ratio": float(np.median(ratios)), "worst_ratio": float(min(ratios)),
+            "seed_inference_batch": float(np.mean([p["seed"]["inference_batch_mean"] for p in pairs])),
+            "seed_inference_seconds": [p["seed"]["inference_seconds"] for p in pairs],
+            "seed_learner_train_seconds": [p["seed"]["learner_train_seconds"] for p in pairs],
+            "seed_actor_channel_seconds": [p["seed"]["actor_channel_seconds"] for p in pairs],
+            "seed_actor_act_seconds": [p["seed"]["actor_act_seconds"] for p in pairs],
+            "load_average_after": os.getloadavg()[0]}
 
 
 def run(spark, repeats: int = 3, quick: bool = False) -> dict:
@@ -190,7 +207,7 @@ def run(spark, repeats: int = 3, quick: bool = False) -> dict:
     small = quick or repeats <= 2
     figures = {"throughput": throughput(spark, steps=40_000 if small else 200_000),
                "ale": ale(spark, frames=4_000 if small else 20_000),
-               "seed": seed_vs_batch1(spark, steps=16_000 if small else 40_000)}
+               "seed": seed_vs_batch1(spark, steps=16_000 if small else 40_000, repeats=1 if small else 3)}
     if not small:
         figures["targets"] = targets(spark, seeds=repeats)
     figures["load_average"] = os.getloadavg()[0]
@@ -217,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.part == "ale":
         out = ale(spark)
     elif args.part == "seed":
-        out = seed_vs_batch1(spark, steps=args.steps)
+        out = seed_vs_batch1(spark, steps=args.steps, repeats=args.seeds)
     elif args.part == "targets":
         out = targets(spark, seeds=args.seeds, names=tuple(args.algorithms.split(",")), env_id=args.env)
     else:

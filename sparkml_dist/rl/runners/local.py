@@ -115,8 +115,16 @@ def _run_async(algo, callback):
     finally:
         for a in actors:
             a.close()
+        close_learner(learner)
     ckpt.save(checkpoint_state(algo, learner, progress, generation))
     return learner.policy(), progress, _learner_stats(learner)
+
+
+def close_learner(learner) -> None:
+    """A learner may hold threads (SEED's training thread): ``close()`` stops them, when it has one."""
+    close = getattr(learner, "close", None)
+    if callable(close):
+        close()
 
 
 def _learner_stats(learner) -> dict:

@@ -18,7 +18,14 @@ import time
 from collections.abc import Callable
 
 from sparkml_dist.rl.runners.channel import STOP, ChannelClient, ChannelServer
-from sparkml_dist.rl.runners.local import _learner_stats, after_update, checkpoint_state, single_thread, start
+from sparkml_dist.rl.runners.local import (
+    _learner_stats,
+    after_update,
+    checkpoint_state,
+    close_learner,
+    single_thread,
+    start,
+)
 from sparkml_dist.runtime.barrier import BarrierTaskError, run_barrier
 
 logger = logging.getLogger(__name__)
@@ -134,6 +141,7 @@ def _run_async(algo, spark, callback):
         server.stop_actors()
         stage.thread.join(60)
         server.close()
+        close_learner(learner)
     ckpt.save(checkpoint_state(algo, learner, progress, generation))
     extra = {**_learner_stats(learner), **_stage_stats(stage), "channel_bytes_in": server.bytes_in,
              "channel_bytes_out": server.bytes_out, "channel_requests": server.requests, "stages": len(stages)}
