@@ -129,8 +129,8 @@ class Algorithm:
         callback : callable, optional
             Called after every learner update with ``{"env_steps", "updates", "return", "seconds", "policy",
             "actors"}`` (``actors``: actor id -> Python worker pid, spark runner); returning ``True`` stops the run
-            (early stopping). It runs on the driver, except for DPPO on Spark, where rank 0's task calls it (so it
-            must be picklable) and the replicas stop together.
+            (early stopping). It runs on the driver, for every algorithm and runner (DPPO's Spark replicas
+            report each update to the driver and stop together when it says so).
         """
         self.validate()
         from sparkml_dist.rl.runners import run_local, run_spark

@@ -128,14 +128,16 @@ class Checkpointer:
         self.path = os.path.join(directory, "checkpoint.pt") if directory else None
         self.every = every
         self._next = every
+        self.loaded: dict | None = None  # what the last load() found
 
     def load(self) -> dict | None:
+        self.loaded = None
         if self.path and os.path.exists(self.path):
             state = torch.load(self.path, weights_only=False)
             logger.info("resuming from %s (%d env steps done)", self.path, state["progress"]["env_steps"])
             self._next = state["progress"]["env_steps"] + self.every
-            return state
-        return None
+            self.loaded = state
+        return self.loaded
 
     def maybe_save(self, env_steps: int, state_fn) -> None:
         if self.path and self.every and env_steps >= self._next:
