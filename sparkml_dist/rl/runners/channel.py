@@ -81,6 +81,7 @@ class ChannelServer:
         self.queue: queue.Queue[Request] = queue.Queue(maxsize=queue_size)
         self.auto_reply = auto_reply
         self.actors: dict[int, int] = {}  # actor id -> pid of its Python worker
+        self.hosts: dict[int, str] = {}  # actor id -> its host name (the memory watch reads /proc only on this one)
         self.bytes_in = 0
         self.bytes_out = 0
         self.requests = 0
@@ -176,6 +177,7 @@ class ChannelServer:
             hello = pickle.loads(_recv(conn))
             actor_id = int(hello["actor_id"])
             self.actors[actor_id] = int(hello["pid"])
+            self.hosts[actor_id] = str(hello.get("host", ""))
             while True:
                 data = _recv(conn)
                 self.bytes_in += len(data)
@@ -219,7 +221,7 @@ class ChannelClient:
         host, port = address.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        _send(self.sock, pickle.dumps(hello))
+        _send(self.sock, pickle.dumps({"host": socket.gethostname(), **hello}))
 
     def request(self, payload):
         _send(self.sock, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))

@@ -26,6 +26,7 @@ from sparkml_dist.rl.runners.local import (
     single_thread,
     start,
 )
+from sparkml_dist.rl.runners.memory import MemoryWatch
 from sparkml_dist.runtime.barrier import BarrierTaskError, run_barrier
 
 logger = logging.getLogger(__name__)
@@ -102,8 +103,10 @@ def _run_async(algo, spark, callback):
         server.publish(learner.reply())
     stage = _Stage(algo, spark, (algo, server.address, generation))
     stages = [stage]
+    watch = MemoryWatch(c.memoryLimitMB)
     try:
         while not progress.done:
+            watch.check(server.actors, server.hosts)
             if stage.ended:
                 cause = stage.error or RuntimeError("the actor stage returned before the run was done")
                 if progress.restarts >= c.maxActorRestarts:
@@ -144,7 +147,8 @@ def _run_async(algo, spark, callback):
         close_learner(learner)
     ckpt.save(checkpoint_state(algo, learner, progress, generation))
     extra = {**_learner_stats(learner), **_stage_stats(stage), "channel_bytes_in": server.bytes_in,
-             "channel_bytes_out": server.bytes_out, "channel_requests": server.requests, "stages": len(stages)}
+             "channel_bytes_out": server.bytes_out, "channel_requests": server.requests, "stages": len(stages),
+             **watch.stats()}
     return learner.policy(), progress, extra
 
 
@@ -210,8 +214,10 @@ def _run_sync(algo, spark, callback):
     policy = algo.make_policy() if callback is not None else None
     stage = _Stage(algo, spark, (algo, state, generation, server.address), task=_replica_task)
     restarts = 0
+    watch = MemoryWatch(c.memoryLimitMB)
     try:
         while True:
+            watch.check(server.actors, server.hosts)
             if stage.ended:
                 if stage.error is None:
                     break
@@ -250,6 +256,6 @@ def _run_sync(algo, spark, callback):
     results = stage.results
     policy, _, extra = results[0]
     progress.restarts += restarts
-    extra = {**extra, "stage_seconds": results.seconds, "stages": restarts + 1,
+    extra = {**extra, **watch.stats(), "stage_seconds": results.seconds, "stages": restarts + 1,
              "spark_share": max(0.0, 1.0 - max(s["seconds"] for s in results.stats) / max(results.seconds, 1e-9))}
     return policy, progress, extra
