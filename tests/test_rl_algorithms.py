@@ -169,16 +169,41 @@ def test_channel_back_pressure():
     server.close()
 
 
-def test_dppo_replicas_average_the_same_on_both_runners(spark):
+def test_dppo_replicas_average_the_same_on_both_runners(spark, caplog):
     """Continuous actions (Pendulum): 2 Spark replicas averaging by allreduce take the very steps that the local
-    runner takes averaging the same 2 workers' gradients in one process."""
-    params = dict(env="Pendulum-v1", numActors=2, envsPerActor=4, numSteps=64, totalSteps=2_048, numMinibatches=2,
-                  updateEpochs=2, seed=5)
-    local = ALGORITHMS["dppo"](runner="local", **params).train()
-    dist = ALGORITHMS["dppo"](runner="spark", **params).train(spark)
+    runner takes averaging the same 2 workers' gradients in one process. Their progress reaches the driver: its
+    log lines, its callback (which stops both runs at the same update) and the result's history are the local run's."""
+    params = dict(env="Pendulum-v1", numActors=2, envsPerActor=2, numSteps=64, totalSteps=2_048, numMinibatches=2,
+                  updateEpochs=2, seed=5, logEvery=1e-6)  # 256 env steps per update; episodes end at 200 steps
+    events: dict[str, list] = {"local": [], "spark": []}
+
+    def stopper(runner):
+        def callback(event):
+            events[runner].append((event["env_steps"], event["updates"], event["return"], get_flat(event["policy"]),
+                                   os.getpid()))
+            return event["env_steps"] >= 1_536  # early stop: 6 of the 8 updates
+
+        return callback
+
+    local = ALGORITHMS["dppo"](runner="local", **params).train(callback=stopper("local"))
+    with caplog.at_level("INFO", logger="sparkml_dist.rl"):
+        dist = ALGORITHMS["dppo"](runner="spark", **params).train(spark, callback=stopper("spark"))
     np.testing.assert_allclose(get_flat(dist.policy), get_flat(local.policy), rtol=0, atol=1e-6)
     assert not np.allclose(get_flat(local.policy), get_flat(ALGORITHMS["dppo"](**params).make_policy()))  # it moved
-    assert dist.stats["env_steps"] == local.stats["env_steps"] == 2_048
+    assert dist.stats["env_steps"] == local.stats["env_steps"] == 1_536
+    # the driver saw every update (the callback ran in this process, with the replicas' current weights)
+    every_update = [(256 * k, 4 * k) for k in range(1, 7)]
+    assert [e[:2] for e in events["spark"]] == [e[:2] for e in events["local"]] == every_update
+    assert {e[4] for e in events["spark"]} == {os.getpid()}
+    np.testing.assert_allclose(events["spark"][-1][3], get_flat(dist.policy), rtol=0, atol=0)
+    # history: one row per update, the same steps, episodes, updates, returns and losses as the local run
+    cols = ("env_steps", "episodes", "updates")
+    assert [[h[k] for k in cols] for h in dist.history] == [[h[k] for k in cols] for h in local.history]
+    assert len(dist.history) == 6 and dist.history[-1]["episodes"] == 4  # one per env
+    for key in ("return", "loss"):
+        np.testing.assert_allclose([h[key] for h in dist.history], [h[key] for h in local.history], rtol=1e-5)
+    logged = [r.getMessage() for r in caplog.records if r.name == "sparkml_dist.rl" and r.process == os.getpid()]
+    assert any(m.startswith("dppo: 1536/2048 env steps") for m in logged), logged
 
 
 def test_rl_job_writes_policy_and_metrics(spark, tmp_path):

@@ -78,6 +78,9 @@ class A3C(Algorithm):
     def make_learner(self):
         return ParameterServer(self, optimizer="rmsprop")
 
+    def payload_bytes(self) -> int:
+        return 4 * sum(p.numel() for p in self.make_policy().parameters())  # a flat float32 gradient
+
     def batch_steps(self) -> int:
         return self.config.envsPerActor * self.config.tMax
 

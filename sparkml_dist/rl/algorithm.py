@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import gymnasium as gym
+import numpy as np
 
 from sparkml_dist.rl.config import RLConfig, make_config, validate
 from sparkml_dist.rl.core.envs import check_env_id, make_env_fn
@@ -98,6 +99,19 @@ class Algorithm:
         """Env steps the learner needs for its first update (the budget must cover it)."""
         raise NotImplementedError
 
+    def payload_bytes(self) -> int:
+        """Bytes of one actor payload (the learner's queue holds up to ``queueSize``): observations (and the next
+        ones) plus four scalars per env step of one shipment. Gradient-sending algorithms override it."""
+        c = self.config
+        obs_space, _ = self.spaces()
+        steps = next((getattr(c, k) for k in ("unrollLength", "numSteps", "tMax", "stepsPerGradient")
+                      if getattr(c, k, None)), 1)
+        return c.envsPerActor * steps * (2 * int(np.prod(obs_space.shape)) + 4) * 4
+
+    def replay_bytes(self) -> int:
+        """Bytes of the replay memories the run allocates (Ape-X, GORILA); 0 without one."""
+        return 0
+
     # --- shared ---------------------------------------------------------------------------------------------------
     def spaces(self) -> tuple[gym.Space, gym.Space]:
         return env_spaces(self.config.env)
@@ -118,6 +132,9 @@ class Algorithm:
         if c.totalSteps < need:
             raise ValueError(f"totalSteps={c.totalSteps} is smaller than one learner batch ({need} env steps = "
                              f"numActors x envsPerActor x unroll); raise totalSteps or shrink the batch")
+        from sparkml_dist.rl.runners.memory import check_budget
+
+        check_budget(self)
 
     def train(self, spark=None, callback: Callable[[dict], None] | None = None) -> RLResult:
         """Run to ``totalSteps`` env steps with the configured runner; returns the policy, history and stats.
@@ -129,8 +146,8 @@ class Algorithm:
         callback : callable, optional
             Called after every learner update with ``{"env_steps", "updates", "return", "seconds", "policy",
             "actors"}`` (``actors``: actor id -> Python worker pid, spark runner); returning ``True`` stops the run
-            (early stopping). It runs on the driver, except for DPPO on Spark, where rank 0's task calls it (so it
-            must be picklable) and the replicas stop together.
+            (early stopping). It runs on the driver, for every algorithm and runner (DPPO's Spark replicas
+            report each update to the driver and stop together when it says so).
         """
         self.validate()
         from sparkml_dist.rl.runners import run_local, run_spark

@@ -24,7 +24,7 @@ from sparkml_dist.rl.core.envs import VectorEnv
 from sparkml_dist.rl.core.epsilon import apex_epsilons
 from sparkml_dist.rl.core.nets import QNetwork, get_flat, set_flat
 from sparkml_dist.rl.core.nstep import nstep_targets
-from sparkml_dist.rl.core.replay import PrioritizedReplay
+from sparkml_dist.rl.core.replay import PrioritizedReplay, replay_nbytes
 
 
 @dataclass(kw_only=True)
@@ -226,6 +226,9 @@ class ApeX(Algorithm):
 
     def make_learner(self):
         return ApeXLearner(self)
+
+    def replay_bytes(self) -> int:
+        return replay_nbytes(self.config.bufferSize, replay_fields(self))  # the learner's central replay
 
     def batch_steps(self) -> int:
         c = self.config

@@ -39,6 +39,9 @@ class RLConfig:
     maxActorRestarts: int = param(3, "times a failed actor stage is relaunched before the run fails", min=0)
     timeout: float = param(3600.0, "seconds before a Spark run is cancelled", gt=0.0)
     logEvery: float = param(5.0, "seconds between progress log lines", gt=0.0)
+    memoryLimitMB: int = param(0, "ceiling on the RSS of the driver + actor processes in MB (0: none); the config's "
+                                  "replay and queue bounds are checked against it before start, and the run fails "
+                                  "with an error once the processes pass it", min=0)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -21,7 +21,7 @@ from sparkml_dist.rl.algorithm import Algorithm
 from sparkml_dist.rl.config import RLConfig, param
 from sparkml_dist.rl.core.envs import VectorEnv
 from sparkml_dist.rl.core.gae import gae
-from sparkml_dist.rl.core.nets import ActorCritic, get_flat_grad, set_flat_grad
+from sparkml_dist.rl.core.nets import ActorCritic, get_flat, get_flat_grad, set_flat_grad
 from sparkml_dist.rl.runners.progress import Checkpointer, Progress
 
 
@@ -121,10 +121,14 @@ class DPPO(Algorithm):
                              f"(envsPerActor x numSteps = {c.envsPerActor * c.numSteps})")
 
     def run_replicas(self, worker_ids: list[int], reduce_mean, callback, state: dict | None = None,
-                     generation: int = 0, rank: int = 0, world_size: int | None = None):
+                     generation: int = 0, rank: int = 0, world_size: int | None = None, report=None):
         """The DPPO loop. ``reduce_mean(flat_grad) -> mean over replicas`` (``None``: average ``worker_ids`` here).
 
-        Returns ``(policy, progress, extra_stats)``; only rank 0 writes checkpoints.
+        ``report`` (Spark replicas): called after every update with this replica's ``{"steps", "returns", "loss"}``
+        (rank 0 adds its weights); the driver answers every replica with the whole round (all replicas' payloads
+        in rank order, the mean loss, and whether to stop), which each replica's progress records, so every replica
+        and the driver keep the same progress and history. Returns ``(policy, progress, extra_stats)``; only rank 0
+        writes checkpoints.
         """
         from sparkml_dist.rl.runners.local import event, mean_of
 
@@ -133,7 +137,7 @@ class DPPO(Algorithm):
         torch.manual_seed(c.seed)
         net = self.make_policy()
         opt = torch.optim.Adam(net.parameters(), lr=c.learningRate, eps=1e-5)
-        progress = Progress(self.name, c.totalSteps, c.logEvery)
+        progress = Progress(self.name, c.totalSteps, c.logEvery if report is None else math.inf)
         ckpt = Checkpointer(c.checkpointDir if rank == 0 else None, c.checkpointEvery)
         if state is None and reduce_mean is None:
             state = ckpt.load()
@@ -151,9 +155,7 @@ class DPPO(Algorithm):
                 if c.annealLr:
                     done_updates = progress.env_steps // per_update
                     opt.param_groups[0]["lr"] = (1.0 - done_updates / updates) * c.learningRate
-                for w in workers:
-                    info = w.collect(net)
-                    progress.observe({"steps": info["steps"] * world // len(workers), "returns": info["returns"]})
+                infos = [w.collect(net) for w in workers]
                 losses = []
                 for _ in range(c.updateEpochs):
                     for w in workers:
@@ -165,19 +167,32 @@ class DPPO(Algorithm):
                         torch.nn.utils.clip_grad_norm_(net.parameters(), c.maxGradNorm)
                         opt.step()
                         losses.extend(mb_losses)
-                progress.learned({"loss": float(np.mean(losses)), "policy_lag": 0.0,
-                                  "updates": c.updateEpochs * c.numMinibatches})
+                metrics = {"loss": float(np.mean(losses)), "policy_lag": 0.0,
+                           "updates": c.updateEpochs * c.numMinibatches}
+                if report is not None:  # the driver's round: every replica's steps and returns, the mean loss
+                    mine = {"steps": infos[0]["steps"], "returns": infos[0]["returns"], "loss": metrics["loss"],
+                            "weights": get_flat(net) if rank == 0 else None}
+                    reply = report(mine)
+                    infos, metrics["loss"] = reply["payloads"], reply["loss"]
+                for info in infos:
+                    progress.observe(info)
+                progress.learned(metrics)
                 ckpt.maybe_save(progress.env_steps, lambda: self._state(net, opt, progress, generation))
-                if callback is not None:
-                    stop = float(rank == 0 and callback(event(progress, net)) is True)
-                    if reduce_mean is not None:  # every replica stops together (rank 0's callback decides)
-                        stop = float(reduce_mean(np.array([stop], dtype=np.float32))[0] > 0)
-                    progress.stopped = bool(stop)
+                if report is not None:
+                    progress.stopped = bool(reply["stop"])  # the driver's callback decides, for every replica
+                elif callback is not None:
+                    progress.stopped = callback(event(progress, net)) is True
         finally:
             for w in workers:
                 w.close()
         ckpt.save(self._state(net, opt, progress, generation))
         return net, progress, {}
+
+    def round_metrics(self, payloads: list[dict]) -> dict:
+        """The driver's side of a Spark round: the replicas' payloads (rank order) as the local runner's metrics."""
+        c = self.config
+        return {"loss": float(np.mean([p["loss"] for p in payloads])), "policy_lag": 0.0,
+                "updates": c.updateEpochs * c.numMinibatches}
 
     def _state(self, net, opt, progress, generation) -> dict:
         return {"algorithm": self.name, "learner": {"net": net.state_dict(), "opt": opt.state_dict()},

@@ -22,7 +22,7 @@ from sparkml_dist.rl.apex import NStepActor, replay_fields, td_target
 from sparkml_dist.rl.config import RLConfig, param
 from sparkml_dist.rl.core.epsilon import linear_schedule
 from sparkml_dist.rl.core.nets import QNetwork, get_flat_grad, set_flat
-from sparkml_dist.rl.core.replay import PrioritizedReplay
+from sparkml_dist.rl.core.replay import PrioritizedReplay, replay_nbytes
 from sparkml_dist.rl.parameter_server import ParameterServer
 
 
@@ -94,6 +94,12 @@ class GORILA(Algorithm):
 
     def make_learner(self):
         return ParameterServer(self)
+
+    def payload_bytes(self) -> int:
+        return 4 * sum(p.numel() for p in self.make_policy().parameters())  # a flat float32 gradient
+
+    def replay_bytes(self) -> int:
+        return self.config.numActors * replay_nbytes(self.config.bufferSize, replay_fields(self))  # one per actor
 
     def batch_steps(self) -> int:
         return self.config.learningStarts

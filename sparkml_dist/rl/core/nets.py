@@ -55,9 +55,9 @@ class ActorCritic(nn.Module):
 
     def dist(self, obs: torch.Tensor):
         out = self.actor(obs)
-        if self.discrete:
-            return Categorical(logits=out)
-        return Normal(out, self.log_std.exp().expand_as(out))
+        if self.discrete:  # no argument validation: it costs more than the forward pass of these small nets
+            return Categorical(logits=out, validate_args=False)
+        return Normal(out, self.log_std.exp().expand_as(out), validate_args=False)
 
     def log_prob(self, dist, actions: torch.Tensor) -> torch.Tensor:
         lp = dist.log_prob(actions)

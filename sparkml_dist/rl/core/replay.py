@@ -79,6 +79,13 @@ class SumTree:
         return self.find(np.minimum(mass, np.nextafter(self.total, 0)))
 
 
+def replay_nbytes(capacity: int, fields: dict) -> int:
+    """Bytes a :class:`PrioritizedReplay` of ``capacity`` allocates up front (its columns and its sum-tree)."""
+    row = sum(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize for shape, dtype in fields.values())
+    leaves = 1 << max(0, int(np.ceil(np.log2(capacity))))
+    return capacity * row + 2 * leaves * 8
+
+
 class PrioritizedReplay:
     """FIFO ring of transitions with sum-tree priorities ``p_i^alpha`` and importance weights ``(N P(i))^-beta``.
 

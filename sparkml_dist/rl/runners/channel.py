@@ -49,19 +49,27 @@ def _recv(sock: socket.socket) -> bytes:
 
 
 class Request:
-    """One actor payload waiting for the learner; :meth:`answer` sends the reply back."""
+    """One actor payload waiting for the learner; :meth:`answer` sends the reply straight back on the actor's
+    connection (from the learner's thread: no hand-off to the connection's handler thread on the way back)."""
 
-    __slots__ = ("actor_id", "payload", "_event", "_reply")
+    __slots__ = ("actor_id", "payload", "_conn", "_server")
 
-    def __init__(self, actor_id: int, payload: dict):
+    def __init__(self, actor_id: int, payload: dict, conn: socket.socket | None = None,
+                 server: ChannelServer | None = None):
         self.actor_id = actor_id
         self.payload = payload
-        self._event = threading.Event()
-        self._reply: bytes | None = None
+        self._conn = conn
+        self._server = server
 
     def answer(self, reply) -> None:
-        self._reply = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        self._event.set()
+        data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        if self._server is not None:
+            self._server.bytes_out += len(data)
+        if self._conn is not None:
+            try:
+                _send(self._conn, data)
+            except OSError:
+                pass  # the actor is gone; its stage's failure is handled by the runner
 
 
 class ChannelServer:
@@ -73,6 +81,7 @@ class ChannelServer:
         self.queue: queue.Queue[Request] = queue.Queue(maxsize=queue_size)
         self.auto_reply = auto_reply
         self.actors: dict[int, int] = {}  # actor id -> pid of its Python worker
+        self.hosts: dict[int, str] = {}  # actor id -> its host name (the memory watch reads /proc only on this one)
         self.bytes_in = 0
         self.bytes_out = 0
         self.requests = 0
@@ -168,6 +177,7 @@ class ChannelServer:
             hello = pickle.loads(_recv(conn))
             actor_id = int(hello["actor_id"])
             self.actors[actor_id] = int(hello["pid"])
+            self.hosts[actor_id] = str(hello.get("host", ""))
             while True:
                 data = _recv(conn)
                 self.bytes_in += len(data)
@@ -179,22 +189,23 @@ class ChannelServer:
                 if payload is None:  # an actor asking for the current weights only
                     out = self._latest
                 else:
-                    req = Request(actor_id, payload)
+                    # answered by the learner (Request.answer sends on this connection), or right here with the
+                    # newest weights (auto_reply) or STOP; the actor sends nothing before it has its reply
+                    req = Request(actor_id, payload, None if self.auto_reply else conn, self)
+                    queued = False
                     while not self._stopping.is_set():
                         try:
                             self.queue.put(req, timeout=0.1)  # blocks while the learner is behind: back-pressure
+                            queued = True
                             break
                         except queue.Full:
                             continue
-                    if self._stopping.is_set():
+                    if not queued:
                         out = stop
                     elif self.auto_reply:
                         out = self._latest
                     else:
-                        while not req._event.wait(0.1):
-                            if self._stopping.is_set():
-                                break
-                        out = req._reply if req._reply is not None else stop
+                        continue
                 self.bytes_out += len(out)
                 _send(conn, out)
         except (ConnectionError, OSError, EOFError):
@@ -210,7 +221,7 @@ class ChannelClient:
         host, port = address.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        _send(self.sock, pickle.dumps(hello))
+        _send(self.sock, pickle.dumps({"host": socket.gethostname(), **hello}))
 
     def request(self, payload):
         _send(self.sock, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))

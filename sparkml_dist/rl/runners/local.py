@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from sparkml_dist.rl.runners.memory import MemoryWatch
 from sparkml_dist.rl.runners.progress import Checkpointer, Progress
 
 
@@ -68,7 +69,14 @@ def run_local(algo, callback: Callable[[dict], None] | None = None):
     """Train ``algo`` in this process; returns ``(policy, progress, extra_stats)``."""
     with single_thread():
         if algo.mode == "sync":
-            return algo.run_replicas(list(range(algo.config.numActors)), None, callback)
+            watch = MemoryWatch(algo.config.memoryLimitMB)
+
+            def watched(ev):
+                watch.check()
+                return callback(ev) if callback is not None else None
+
+            policy, progress, extra = algo.run_replicas(list(range(algo.config.numActors)), None, watched)
+            return policy, progress, {**extra, **watch.stats()}
         return _run_async(algo, callback)
 
 
@@ -77,10 +85,12 @@ def _run_async(algo, callback):
     learner = algo.make_learner()
     progress, ckpt, generation = start(algo, learner)
     actors = [algo.make_actor(i, generation) for i in range(c.numActors)]
+    watch = MemoryWatch(c.memoryLimitMB)
     try:
         replies = [learner.reply() if algo.mode != "inference" else None for _ in actors]
         first = [a.act(None) for a in actors]  # None: the actor only asks for weights
         while not progress.done:
+            watch.check()
             if algo.mode == "weights":
                 # round-robin: each actor acts with the newest weights, the learner consumes as data arrives
                 for i, actor in enumerate(actors):
@@ -115,8 +125,16 @@ def _run_async(algo, callback):
     finally:
         for a in actors:
             a.close()
+        close_learner(learner)
     ckpt.save(checkpoint_state(algo, learner, progress, generation))
-    return learner.policy(), progress, _learner_stats(learner)
+    return learner.policy(), progress, {**_learner_stats(learner), **watch.stats()}
+
+
+def close_learner(learner) -> None:
+    """A learner may hold threads (SEED's training thread): ``close()`` stops them, when it has one."""
+    close = getattr(learner, "close", None)
+    if callable(close):
+        close()
 
 
 def _learner_stats(learner) -> dict:

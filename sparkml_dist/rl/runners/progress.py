@@ -30,7 +30,7 @@ class Progress:
         self.restarts = 0
         self.recent: deque[float] = deque(maxlen=20)
         self.history: list[dict] = []
-        self.lags: list[float] = []
+        self.lag_sum, self.lag_count, self.lag_max = 0.0, 0, 0.0  # running aggregates: flat memory on long runs
         self.last_metrics: dict = {}
         self.seconds_before = 0.0  # time spent by earlier (checkpointed) parts of a resumed run
         self.stopped = False  # a callback asked to stop early
@@ -64,7 +64,9 @@ class Progress:
             self.updates += int(metrics.pop("updates", 1))
             lag = metrics.get("policy_lag")
             if lag is not None:
-                self.lags.append(float(lag))
+                self.lag_sum += float(lag)
+                self.lag_count += 1
+                self.lag_max = max(self.lag_max, float(lag))
             self.last_metrics = metrics
         if self.env_steps - self._last_row_steps >= self.row_every or self.env_steps >= self.total_steps:
             self._row()
@@ -101,21 +103,22 @@ class Progress:
             self._row()
 
     def stats(self) -> dict:
-        lags = np.asarray(self.lags) if self.lags else np.zeros(1)
         return {"env_steps": self.env_steps, "episodes": self.episodes, "updates": self.updates,
                 "seconds": self.seconds, "env_steps_per_s": self.env_steps / max(self.seconds, 1e-9),
-                "actor_restarts": self.restarts, "policy_lag_mean": float(lags.mean()),
-                "policy_lag_max": float(lags.max()), "final_return": self.mean_return()}
+                "actor_restarts": self.restarts, "policy_lag_mean": self.lag_sum / max(self.lag_count, 1),
+                "policy_lag_max": self.lag_max, "final_return": self.mean_return()}
 
     def state_dict(self) -> dict:
         return {"env_steps": self.env_steps, "episodes": self.episodes, "updates": self.updates,
-                "recent": list(self.recent), "history": list(self.history), "lags": list(self.lags),
+                "recent": list(self.recent), "history": list(self.history),
+                "lags": (self.lag_sum, self.lag_count, self.lag_max),
                 "seconds": self.seconds, "restarts": self.restarts}
 
     def load_state_dict(self, state: dict) -> None:
         self.env_steps, self.episodes, self.updates = state["env_steps"], state["episodes"], state["updates"]
         self.recent.extend(state["recent"])
-        self.history, self.lags = list(state["history"]), list(state["lags"])
+        self.history = list(state["history"])
+        self.lag_sum, self.lag_count, self.lag_max = state["lags"]
         self.seconds_before, self.restarts = state["seconds"], state["restarts"]
         self._last_row_steps = self.env_steps
         self._last_rate = (time.perf_counter(), self.env_steps)
@@ -128,14 +131,16 @@ class Checkpointer:
         self.path = os.path.join(directory, "checkpoint.pt") if directory else None
         self.every = every
         self._next = every
+        self.loaded: dict | None = None  # what the last load() found
 
     def load(self) -> dict | None:
+        self.loaded = None
         if self.path and os.path.exists(self.path):
             state = torch.load(self.path, weights_only=False)
             logger.info("resuming from %s (%d env steps done)", self.path, state["progress"]["env_steps"])
             self._next = state["progress"]["env_steps"] + self.every
-            return state
-        return None
+            self.loaded = state
+        return self.loaded
 
     def maybe_save(self, env_steps: int, state_fn) -> None:
         if self.path and self.every and env_steps >= self._next:

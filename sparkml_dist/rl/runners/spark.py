@@ -18,7 +18,15 @@ import time
 from collections.abc import Callable
 
 from sparkml_dist.rl.runners.channel import STOP, ChannelClient, ChannelServer
-from sparkml_dist.rl.runners.local import _learner_stats, after_update, checkpoint_state, single_thread, start
+from sparkml_dist.rl.runners.local import (
+    _learner_stats,
+    after_update,
+    checkpoint_state,
+    close_learner,
+    single_thread,
+    start,
+)
+from sparkml_dist.rl.runners.memory import MemoryWatch
 from sparkml_dist.runtime.barrier import BarrierTaskError, run_barrier
 
 logger = logging.getLogger(__name__)
@@ -55,19 +63,19 @@ def _actor_task(ctx, algo, address: str, generation: int) -> dict:
 class _Stage:
     """The barrier stage of the actors, run from a driver thread (``run_barrier`` blocks until the tasks return)."""
 
-    def __init__(self, algo, spark, address: str, generation: int):
+    def __init__(self, algo, spark, args: tuple, task=None):
         self.error: BaseException | None = None
         self.results = None
         self.started = time.perf_counter()
         self.seconds = 0.0
-        self.thread = threading.Thread(target=self._run, args=(algo, spark, address, generation),
-                                       name=f"rl-actors-{generation}", daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(algo, spark, task or _actor_task, args),
+                                       name="rl-actors", daemon=True)
         self.thread.start()
 
-    def _run(self, algo, spark, address, generation):
+    def _run(self, algo, spark, task, args):
         try:
-            self.results = run_barrier(_actor_task, algo.config.numActors, spark=spark,
-                                       args=(algo, address, generation), timeout=algo.config.timeout)
+            self.results = run_barrier(task, algo.config.numActors, spark=spark, args=args,
+                                       timeout=algo.config.timeout)
         except BaseException as exc:  # noqa: BLE001 - inspected by the driver loop
             self.error = exc
         self.seconds = time.perf_counter() - self.started
@@ -93,10 +101,12 @@ def _run_async(algo, spark, callback):
     server = ChannelServer(host, c.queueSize, auto_reply=algo.mode == "weights")
     if algo.mode != "inference":
         server.publish(learner.reply())
-    stage = _Stage(algo, spark, server.address, generation)
+    stage = _Stage(algo, spark, (algo, server.address, generation))
     stages = [stage]
+    watch = MemoryWatch(c.memoryLimitMB)
     try:
         while not progress.done:
+            watch.check(server.actors, server.hosts)
             if stage.ended:
                 cause = stage.error or RuntimeError("the actor stage returned before the run was done")
                 if progress.restarts >= c.maxActorRestarts:
@@ -107,7 +117,7 @@ def _run_async(algo, spark, callback):
                 logger.warning("%s: actor stage failed (%s); launching replacement actors (restart %d of %d)",
                                algo.name, _short(cause), progress.restarts, c.maxActorRestarts)
                 server.reset()
-                stage = _Stage(algo, spark, server.address, generation)
+                stage = _Stage(algo, spark, (algo, server.address, generation))
                 stages.append(stage)
                 continue
             items = server.take(algo.mode, c.numActors)
@@ -134,9 +144,11 @@ def _run_async(algo, spark, callback):
         server.stop_actors()
         stage.thread.join(60)
         server.close()
+        close_learner(learner)
     ckpt.save(checkpoint_state(algo, learner, progress, generation))
     extra = {**_learner_stats(learner), **_stage_stats(stage), "channel_bytes_in": server.bytes_in,
-             "channel_bytes_out": server.bytes_out, "channel_requests": server.requests, "stages": len(stages)}
+             "channel_bytes_out": server.bytes_out, "channel_requests": server.requests, "stages": len(stages),
+             **watch.stats()}
     return learner.policy(), progress, extra
 
 
@@ -159,44 +171,91 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
 
 
-def _replica_task(ctx, algo, state, generation: int, callback=None):
+def _replica_task(ctx, algo, state, generation: int, address: str):
+    """One DPPO replica: gradients averaged over the barrier's allreduce; progress reported to the driver."""
     import torch
 
     torch.set_num_threads(1)
     world = ctx.world_size
+    client = ChannelClient(address, {"actor_id": ctx.rank, "pid": os.getpid(), "generation": generation},
+                           timeout=algo.config.timeout)
 
     def reduce_mean(flat):
         return ctx.allreduce(flat) / world
 
-    return algo.run_replicas([ctx.rank], reduce_mean, callback, state=state, generation=generation, rank=ctx.rank,
-                             world_size=world)
+    def report(payload: dict) -> dict:
+        reply = client.request(payload)
+        if isinstance(reply, str) and reply == STOP:
+            raise RuntimeError("dppo: the driver stopped the run")
+        return reply
+
+    try:
+        return algo.run_replicas([ctx.rank], reduce_mean, None, state=state, generation=generation, rank=ctx.rank,
+                                 world_size=world, report=report)
+    finally:
+        client.close()
 
 
 def _run_sync(algo, spark, callback):
-    """DPPO: one barrier stage whose ranks are synchronous replicas; a failed stage resumes from the checkpoint."""
-    c = algo.config
-    from sparkml_dist.rl.runners.progress import Checkpointer
+    """DPPO: one barrier stage whose ranks are synchronous replicas; a failed stage resumes from the checkpoint.
 
-    ckpt = Checkpointer(c.checkpointDir, c.checkpointEvery)
-    state = ckpt.load()
+    The replicas average gradients among themselves (allreduce); after every update each sends its steps, returns
+    and loss to the driver, which records the round in its :class:`Progress` (the log lines and ``history`` of the
+    other algorithms), runs ``callback`` and answers every replica with the round and the stop decision.
+    """
+    c = algo.config
+    from sparkml_dist.rl.core.nets import set_flat
+    from sparkml_dist.rl.runners.local import event
+
+    progress, ckpt, generation = start(algo)
+    state = ckpt.loaded
+    host = spark.sparkContext.getConf().get("spark.driver.host", None) or "127.0.0.1"
+    server = ChannelServer(host, max(c.queueSize, c.numActors), auto_reply=False)
+    policy = algo.make_policy() if callback is not None else None
+    stage = _Stage(algo, spark, (algo, state, generation, server.address), task=_replica_task)
     restarts = 0
-    generation = int(state.get("generation", 0)) + 1 if state else 0
-    while True:
-        try:
-            results = run_barrier(_replica_task, c.numActors, spark=spark,
-                                  args=(algo, state, generation, callback), timeout=c.timeout)
-            break
-        except BarrierTaskError as exc:
-            if restarts >= c.maxActorRestarts:
-                raise RuntimeError(f"{algo.name}: replicas failed {restarts + 1} times "
-                                   f"(maxActorRestarts={c.maxActorRestarts})") from exc
-            restarts += 1
-            generation += 1
-            logger.warning("%s: replica stage failed (%s); relaunching from the last checkpoint (restart %d of %d)",
-                           algo.name, _short(exc), restarts, c.maxActorRestarts)
-            state = ckpt.load()
-    policy, progress, extra = results[0]
+    watch = MemoryWatch(c.memoryLimitMB)
+    try:
+        while True:
+            watch.check(server.actors, server.hosts)
+            if stage.ended:
+                if stage.error is None:
+                    break
+                if restarts >= c.maxActorRestarts:
+                    raise RuntimeError(f"{algo.name}: replicas failed {restarts + 1} times "
+                                       f"(maxActorRestarts={c.maxActorRestarts})") from stage.error
+                restarts += 1
+                logger.warning("%s: replica stage failed (%s); relaunching from the last checkpoint (restart %d of "
+                               "%d)", algo.name, _short(stage.error), restarts, c.maxActorRestarts)
+                server.reset()
+                before = generation
+                progress, ckpt, generation = start(algo)  # the driver's progress goes back to the checkpoint too
+                state, generation = ckpt.loaded, max(generation, before + 1)  # fresh env seeds
+                stage = _Stage(algo, spark, (algo, state, generation, server.address), task=_replica_task)
+                continue
+            items = server.take("round", c.numActors)
+            if not items:
+                continue
+            payloads = [{"steps": r.payload["steps"], "returns": r.payload["returns"], "loss": r.payload["loss"]}
+                        for r in items]
+            metrics = algo.round_metrics(payloads)
+            for p in payloads:
+                progress.observe(p)
+            progress.learned(dict(metrics))
+            if callback is not None:
+                set_flat(policy, items[0].payload["weights"])
+                if callback(event(progress, policy, server.actors)) is True:
+                    progress.stopped = True
+            reply = {"payloads": payloads, "loss": metrics["loss"], "stop": progress.stopped}
+            for req in items:
+                req.answer(reply)
+    finally:
+        server.stop_actors()
+        stage.thread.join(60)
+        server.close()
+    results = stage.results
+    policy, _, extra = results[0]
     progress.restarts += restarts
-    extra = {**extra, "stage_seconds": results.seconds,
+    extra = {**extra, **watch.stats(), "stage_seconds": results.seconds, "stages": restarts + 1,
              "spark_share": max(0.0, 1.0 - max(s["seconds"] for s in results.stats) / max(results.seconds, 1e-9))}
     return policy, progress, extra

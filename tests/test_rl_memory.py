@@ -1,0 +1,78 @@
+"""The memory ceiling (``memoryLimitMB``): the config checked before any actor starts, the run's RSS watched."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from sparkml_dist.rl import ALGORITHMS, IMPALA
+from sparkml_dist.rl.apex import replay_fields
+from sparkml_dist.rl.core.replay import PrioritizedReplay, replay_nbytes
+from sparkml_dist.rl.runners.memory import ACTOR_PROCESS_MB, MemoryLimitError, rss_mb
+
+
+def test_replay_estimate_is_what_the_replay_allocates():
+    algo = ALGORITHMS["apex"](env="CartPole-v1", bufferSize=3_000)
+    replay = PrioritizedReplay(3_000, replay_fields(algo))
+    allocated = sum(a.nbytes for a in replay.data.values()) + replay.tree.nodes.nbytes
+    assert replay_nbytes(3_000, replay_fields(algo)) == allocated == algo.replay_bytes()
+    gorila = ALGORITHMS["gorila"](env="CartPole-v1", bufferSize=3_000, numActors=3)
+    assert gorila.replay_bytes() == 3 * allocated  # one replay per actor-learner
+
+
+@pytest.mark.parametrize("algo, params, part", [
+    ("apex", dict(bufferSize=20_000_000), r"replay \d+\.\d MB"),  # ~1.2 GB of replay (obs, next_obs, tree)
+    ("impala", dict(queueSize=100_000, unrollLength=256), r"queueSize=100000 payloads \d+\.\d MB"),
+    ("impala", dict(numActors=8, runner="spark"), r"8 actor processes 1600\.0 MB"),
+])
+def test_config_that_cannot_fit_fails_before_start(algo, params, part, spark):
+    calls = []
+    limit = int(rss_mb()) + 900
+    with pytest.raises(ValueError, match=rf"memoryLimitMB={limit} cannot hold this config: .*{part}"):
+        ALGORITHMS[algo](memoryLimitMB=limit, **params).train(spark, callback=calls.append)
+    assert not calls  # nothing ran
+    assert 8 * ACTOR_PROCESS_MB > 900
+
+
+def _leaky(limit_mb: float):
+    """A callback that leaks 32 MB per update (touched, so resident) until it holds ``limit_mb``."""
+    held: list[np.ndarray] = []
+
+    def callback(event):
+        if len(held) * 32 < limit_mb:
+            held.append(np.ones(32 * 1024 * 1024 // 8))
+        return False
+
+    return callback, held
+
+
+def test_runtime_watch_stops_a_leaking_local_run():
+    limit = int(rss_mb()) + 200
+    callback, held = _leaky(600)
+    algo = IMPALA(env="CartPole-v1", numActors=2, envsPerActor=8, totalSteps=500_000, unrollLength=16,
+                  batchUnrolls=1, memoryLimitMB=limit)
+    with pytest.raises(MemoryLimitError, match=rf"memoryLimitMB={limit} exceeded: the driver and its actors hold "
+                                               r"\d+ MB \(driver \d+ MB\)"):
+        algo.train(callback=callback)
+    assert 3 <= len(held) < 600 // 32  # it ran until the leak passed the limit, and stopped then
+    held.clear()
+    ok = IMPALA(env="CartPole-v1", numActors=2, envsPerActor=8, totalSteps=2_048, unrollLength=16,
+                memoryLimitMB=limit).train()
+    assert ok.stats["memory_peak_mb"] > 0 and ok.stats["memory_peak_mb"] <= limit
+
+
+def test_runtime_watch_counts_the_actor_processes(spark):
+    """Spark runner: the sum includes each actor's Python worker (read from /proc/<pid>/status)."""
+    base = rss_mb()
+    limit = int(base + 2 * ACTOR_PROCESS_MB + 300)
+    callback, held = _leaky(900)
+    algo = IMPALA(env="CartPole-v1", numActors=2, envsPerActor=8, totalSteps=500_000, unrollLength=16,
+                  batchUnrolls=1, memoryLimitMB=limit, runner="spark")
+    with pytest.raises(MemoryLimitError, match=r"exceeded: .*driver \d+ MB; actor 0 \(pid \d+\) \d+ MB, "
+                                               r"actor 1 \(pid \d+\) \d+ MB\)") as err:
+        algo.train(spark, callback=callback)
+    held.clear()
+    actor_mb = [float(m) for m in re.findall(r"actor \d \(pid \d+\) (\d+) MB", str(err.value))]
+    assert all(mb > 50 for mb in actor_mb), err.value  # real Python workers with torch loaded
