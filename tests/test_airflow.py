@@ -70,9 +70,16 @@ def _run(code: str, env: dict, *args: str, timeout: float = 300) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def test_dag_loads_with_its_tasks_order_and_arguments(tmp_path):
-    env = _airflow_env(tmp_path, SPARKML_DIST_PYTHON="/opt/py/bin/python", SPARKML_DIST_ARCHIVE="/d/env.tar.gz")
-    out = _run(LOAD, env, os.path.join(REPO, "jobs", "airflow"))
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """The DagBag's view of the DAG (loaded once for the module's tests)."""
+    env = _airflow_env(tmp_path_factory.mktemp("airflow"), SPARKML_DIST_PYTHON="/opt/py/bin/python",
+                       SPARKML_DIST_ARCHIVE="/d/env.tar.gz")
+    return _run(LOAD, env, os.path.join(REPO, "jobs", "airflow"))
+
+
+def test_dag_loads_with_its_tasks_order_and_arguments(loaded):
+    out = loaded
     assert out["import_errors"] == {} and out["dag_ids"] == ["sparkml_dist"]
     tasks = out["tasks"]
     assert set(tasks) == {"generate_data", "train_kmeans", "train_adaboost", "train_torch", "train_rl",
@@ -127,6 +134,39 @@ def test_dag_loads_with_its_tasks_order_and_arguments(tmp_path):
     # a run's config is checked against the params (as Airflow does on trigger), naming the param
     bad = out["bad_conf"]
     assert all(bad[key] and f"Invalid input for param {key}" in bad[key] for key in bad), bad
+
+
+def _render(args: list[str], params: dict, ts: str = "20260101T000000") -> list[str]:
+    import re
+
+    return [re.sub(r"\{\{ params\.(\w+) \}\}", lambda m: str(params[m.group(1)]), a).replace("{{ ts_nodash }}", ts)
+            for a in args]
+
+
+def test_dag_arguments_pass_the_jobs_own_checks_for_every_rl_choice(loaded, tmp_path, monkeypatch):
+    """The torch and RL tasks' arguments, rendered with the defaults and with each rl_algorithm choice, are
+    accepted by the jobs' own config checks (``runner.prepare``: schema, algorithm params, budget) before Spark;
+    a too-small rl_total_steps is refused by the job, naming totalSteps."""
+    from sparkml_dist.runner import ConfigError, prepare
+
+    monkeypatch.setenv("SPARKML_DIST_OUTPUT", str(tmp_path))
+    tasks, defaults = loaded["tasks"], loaded["params"]
+
+    def job_args(task: str, **params) -> tuple[str, list[str], str]:
+        args = _render(tasks[task]["application_args"], {**defaults, **params})
+        assert args[0] == "--config" and args[2] == "--output"
+        return args[1], args[4:], str(tmp_path / task)
+
+    config, overrides, output = job_args("train_torch", torch_epochs=2)
+    assert prepare("deep_torch", config, overrides, output, False)["params"]["epochs"] == 2
+    for algorithm in loaded["rl_choices"]:
+        config, overrides, output = job_args("train_rl", rl_algorithm=algorithm, rl_total_steps=4096)
+        cfg = prepare("rl", config, overrides, output, False)
+        assert cfg["algorithm"] == algorithm and cfg["params"]["totalSteps"] == 4096
+        assert cfg["params"]["runner"] == "spark" and cfg["params"]["checkpointDir"].endswith("/rl_checkpoint")
+    config, overrides, output = job_args("train_rl", rl_total_steps=100)
+    with pytest.raises(ConfigError, match=r"totalSteps=100 is smaller than one learner batch"):
+        prepare("rl", config, overrides, output, False)
 
 
 @pytest.mark.parametrize("env, match", [
