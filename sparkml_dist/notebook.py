@@ -8,7 +8,9 @@ the widget, before any Spark work; the notebook's input and output paths checked
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +23,29 @@ def as_bool(text: str) -> bool:
     if value in ("false", "no", "0", ""):
         return False
     raise ValueError(f"expected true or false, got {text!r}")
+
+
+def positive(cast: Callable[[str], Any] = float) -> Callable[[str], Any]:
+    """``cast`` that also refuses values ``<= 0`` (and NaN/inf): ``widget(dbutils, "lr", positive(float))``."""
+    def convert(text: str):
+        value = cast(text)
+        if not (value > 0 and value != float("inf")):
+            raise ValueError("must be a finite number > 0")
+        return value
+
+    convert.__name__ = f"positive {getattr(cast, '__name__', 'number')}"
+    return convert
+
+
+def json_object(text: str) -> dict:
+    """A JSON object widget (``{"unrollLength": 16}``); empty means ``{}``."""
+    value = json.loads(text) if str(text).strip() else {}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+json_object.__name__ = "a JSON object"
 
 
 def widget(dbutils: Any, name: str, cast: Callable[[str], Any] = str, *, minimum: float | None = None,
@@ -38,6 +63,19 @@ def widget(dbutils: Any, name: str, cast: Callable[[str], Any] = str, *, minimum
     if choices is not None and value not in choices:
         raise ValueError(f"widget {name!r} = {raw!r}: must be one of {', '.join(map(str, choices))}")
     return value
+
+
+def config_error(exc: Exception, widgets: dict[str, tuple[str, Any]], fallback: str) -> ValueError:
+    """A library error about a parameter (``totalSteps=100 is smaller ...``) restated naming the widget it came
+    from: ``widgets`` maps parameter name -> (widget name, widget value); other parameters belong to ``fallback``."""
+    message = str(exc)
+    head = message.split("; known:")[0]  # an unknown-name error lists every known name after this
+    found = [(m.start(), name, value) for param, (name, value) in widgets.items()
+             if (m := re.search(rf"\b{re.escape(param)}\b", head))]
+    if found:  # the parameter named first is the culprit ("totalSteps=100 is smaller than ... env steps")
+        _, name, value = min(found)
+        return ValueError(f"widget {name!r} = {value!r}: {message}")
+    return ValueError(f"widget {fallback!r}: {message}")
 
 
 def _exists(spark, path: str) -> bool:

@@ -14,7 +14,11 @@ Per-iteration metrics come from the one progress path every loop already reports
 (MLflow is never imported by it). Loops that run on the driver (MapReduce engines) are logged live; loops that run
 inside a barrier stage (BSP engines: rank 0 is an executor, which has no run) are logged after the fit from the
 history the model keeps, by :func:`log_fit`, so every run has the same metrics whichever engine trained it. For
-deep learning the same holds for rank 0's history returned to the driver.
+deep learning the same holds for rank 0's history returned to the driver: ``log_fit(torch_model)`` logs
+``torch.<metric>`` at ``step=epoch`` (loss, accuracy, samples/s, seconds) and the model. For RL, ``log_params``
+takes the algorithm (its config), every history row is ``rl.<metric>`` at ``step=env_steps`` (return, loss,
+policy lag, env steps/s; live when the learner runs on the driver, else from the result), and ``log_fit(result)``
+logs the final stats and the policy (``policy.pt`` + ``run.json`` as artifacts, ``RLResult.load`` reads them).
 
 Models are logged with ``mlflow.spark.log_model`` (our models are ``pyspark.ml`` models with their own writers, so
 MLflow saves them inside a ``PipelineModel`` and ``mlflow.spark.load_model`` gives them back).
@@ -76,8 +80,9 @@ def run(name: str | None = None, *, tracking_uri: str | None = None, experiment:
                 _LIVE.discard(key)
 
 
-def on_progress(name: str, record: dict) -> None:
-    """Hook of ``ProgressReporter.step``: log a loop's step when this process has an active MLflow run."""
+def on_progress(name: str, record: dict, step_key: str = "iteration") -> None:
+    """Hook of ``ProgressReporter.step`` (and of RL's history rows, ``step_key="env_steps"``): log a loop's step
+    when this process has an active MLflow run."""
     mlflow = sys.modules.get("mlflow")  # only if the user imported it; never imported here
     if mlflow is None:
         return
@@ -85,40 +90,61 @@ def on_progress(name: str, record: dict) -> None:
         active = mlflow.active_run()
         if active is None:
             return
-        metrics = {f"{name}.{k}": v for k, v in _numeric(record).items() if k != "iteration"}
-        mlflow.log_metrics(metrics, step=int(record.get("iteration", 0)))
+        metrics = {f"{name}.{k}": v for k, v in _numeric(record).items() if k != step_key}
+        mlflow.log_metrics(metrics, step=int(record.get(step_key, 0)))
         _LIVE.add((active.info.run_id, name))
     except Exception as exc:  # tracking must never break training
         logger.warning("MLflow logging of %s failed: %s", name, exc)
 
 
 def log_params(estimator) -> dict:
-    """Log an estimator's params (every set or default value) and return them."""
+    """Log an estimator's params (every set or default value), or an RL algorithm's config, and return them."""
     mlflow = _mlflow()
-    params = {p.name: v for p, v in estimator.extractParamMap().items()}
+    if hasattr(estimator, "extractParamMap"):
+        params = {p.name: v for p, v in estimator.extractParamMap().items()}
+    elif hasattr(getattr(estimator, "config", None), "to_dict"):
+        params = {"algorithm": estimator.name, **estimator.config.to_dict()}
+    else:
+        raise TypeError(f"log_params: expected a pyspark.ml estimator or an RL algorithm, got "
+                        f"{type(estimator).__name__}")
     mlflow.log_params({k: (v if isinstance(v, (int, float, str, bool)) else repr(v)) for k, v in params.items()})
     return params
 
 
-#: fitted model -> (loop name, history of per-step dicts) for the models of this package
-def _histories(model) -> list[tuple[str, list[dict]]]:
+def _is_rl(model) -> bool:
+    return hasattr(model, "policy") and hasattr(model, "stats") and hasattr(model, "algorithm")
+
+
+#: fitted model -> (loop name, step key, history of per-step dicts) for the models of this package
+def _histories(model) -> list[tuple[str, str, list[dict]]]:
+    if _is_rl(model):  # RLResult: a row per progress step, at its env-step count
+        return [("rl", "env_steps", list(model.history))]
+    if type(model).__name__ == "TorchModel":  # rank 0's per-epoch history
+        return [("torch", "epoch", [{"epoch": i + 1, **h} for i, h in enumerate(model.history)])]
     out = []
     summary = getattr(model, "summary", None) if getattr(model, "hasSummary", True) else None
     if summary is not None and getattr(summary, "costHistory", None):
         name = "kmeans" if type(model).__name__.startswith("KMeans") else "fuzzy_cmeans"
         times = list(getattr(summary, "iterationTimes", []) or [])
         key = "cost" if name == "kmeans" else "objective"
-        out.append((name, [{"iteration": i + 1, key: c, **({"seconds": times[i]} if i < len(times) else {})}
-                           for i, c in enumerate(summary.costHistory)]))
+        out.append((name, "iteration", [{"iteration": i + 1, key: c, **({"seconds": times[i]} if i < len(times)
+                                                                         else {})}
+                                         for i, c in enumerate(summary.costHistory)]))
     history = getattr(model, "trainingHistory", None)
     if history:
         name = {"AdaBoostClassificationModel": "adaboost", "CascadeSVCModel": "cascade-svm"}.get(
             type(model).__name__, type(model).__name__.lower())
-        out.append((name, [{"iteration": i + 1, **h} for i, h in enumerate(history)]))
+        out.append((name, "iteration", [{"iteration": i + 1, **h} for i, h in enumerate(history)]))
     return out
 
 
 def _summary_metrics(model) -> dict[str, float]:
+    if _is_rl(model):
+        return _numeric(model.stats)
+    if type(model).__name__ == "TorchModel":
+        last = dict(model.history[-1]) if model.history else {}
+        last.pop("epoch", None)
+        return _numeric({**last, "epochs": len(model.history), "trainingSeconds": model.trainingSeconds})
     summary = getattr(model, "summary", None) if getattr(model, "hasSummary", True) else None
     values = dict(summary.asDict()) if summary is not None and hasattr(summary, "asDict") else {}
     for attr in ("dualObjective", "passes"):
@@ -138,14 +164,23 @@ def log_fit(model, *, name: str = "model", log_model: bool = True, pip_requireme
     final = _summary_metrics(model)
     if final:
         mlflow.log_metrics({f"final.{k}": v for k, v in final.items()})
-    for loop, history in _histories(model):
+    for loop, step_key, history in _histories(model):
         if (active.info.run_id, loop) in _LIVE:
             continue
         for record in history:
-            mlflow.log_metrics({f"{loop}.{k}": v for k, v in _numeric(record).items() if k != "iteration"},
-                               step=int(record["iteration"]))
+            mlflow.log_metrics({f"{loop}.{k}": v for k, v in _numeric(record).items() if k != step_key},
+                               step=int(record[step_key]))
     if not log_model:
         return None
+    if _is_rl(model):  # a torch policy and its run record: artifacts that RLResult.load reads back
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save(os.path.join(tmp, name))
+            mlflow.log_artifacts(os.path.join(tmp, name), artifact_path=name)
+        uri = f"{active.info.artifact_uri.rstrip('/')}/{name}"
+        logger.info("logged the %s policy to MLflow run %s (%s)", model.algorithm, active.info.run_id, uri)
+        return uri
     import mlflow.spark
 
     # explicit requirements: MLflow would otherwise reload the model in a subprocess to infer them; the name is

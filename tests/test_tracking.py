@@ -90,3 +90,77 @@ def test_no_active_run_logs_nothing_and_log_fit_says_why(blobs, tmp_path):
     model = KMeans(k=2, maxIter=2).fit(blobs)
     with pytest.raises(RuntimeError, match="needs an active MLflow run"):
         tracking.log_fit(model)
+
+
+def test_torch_estimator_logs_params_each_epoch_and_rank0_model(spark, tmp_path):
+    """Deep learning: the estimator's params, rank 0's per-epoch history (returned to the driver) at step=epoch,
+    the final epoch's numbers, and the model through ``mlflow.spark`` predicting as the trained one."""
+    import mlflow.spark
+
+    from sparkml_dist.data.sources import load
+    from sparkml_dist.deep import TorchEstimator
+    from sparkml_dist.deep.models import MLP
+
+    df = load(spark, "iris").selectExpr("features", "cast(label as int) label").repartition(2).cache()
+    est = TorchEstimator(model=lambda: MLP(4, (16,), 3), lr=0.02, batchSize=32, epochs=5, numWorkers=2, seed=0)
+    client, run_id, params, model, model_uri = _fit_logged(tmp_path, est, df)
+    run = client.get_run(run_id)
+    assert run.data.params["epochs"] == "5" and run.data.params["lr"] == "0.02" and params["numWorkers"] == 2
+    for key in ("loss", "accuracy", "samples_per_s"):
+        logged = _history(client, run_id, f"torch.{key}")
+        assert [s for s, _ in logged] == [1, 2, 3, 4, 5], key
+        assert [v for _, v in logged] == pytest.approx([h[key] for h in model.history], rel=1e-12), key
+    assert run.data.metrics["final.loss"] == pytest.approx(model.history[-1]["loss"])
+    assert run.data.metrics["final.epochs"] == 5
+    # the logged training loss is the model's: recompute the last-epoch loss scale independently with torch
+    X, y = _arrays(df)
+    import torch
+
+    with torch.no_grad():
+        full_loss = torch.nn.functional.cross_entropy(torch.from_numpy(model.predict_numpy(X)),
+                                                      torch.from_numpy(y.astype(np.int64))).item()
+    assert full_loss < _history(client, run_id, "torch.loss")[0][1]  # training reduced the loss it logged
+    loaded = mlflow.spark.load_model(model_uri)
+    ours = [r.prediction for r in model.transform(df).select("prediction").collect()]
+    back = [r.prediction for r in loaded.transform(df).select("prediction").collect()]
+    assert back == ours
+    df.unpersist()
+
+
+@pytest.mark.parametrize("name, runner", [("impala", "local"), ("dppo", "spark")])
+def test_rl_logs_config_each_progress_step_and_the_policy(spark, tmp_path, name, runner):
+    """RL: the algorithm's config as params, every history row as rl.<metric> at step=env_steps (live when the
+    learner is on the driver, IMPALA local; from rank 0's result for DPPO, whose learner is a Spark task), the
+    final stats, and the policy as artifacts that RLResult.load reads back to the same greedy return."""
+    import mlflow
+
+    from sparkml_dist.rl import ALGORITHMS, RLResult
+
+    algo = ALGORITHMS[name](env="CartPole-v1", numActors=2, envsPerActor=4, totalSteps=2048, seed=0, runner=runner)
+    uri = f"file:{tmp_path / 'mlruns'}"
+    with tracking.run(name, tracking_uri=uri, experiment="sparkml_dist_tests") as active:
+        tracking.log_params(algo)
+        result = algo.train(spark=spark if runner == "spark" else None)
+        # logged live on the driver (local runner) or left to log_fit (DPPO's rank 0 is a Spark task)
+        assert ((active.info.run_id, "rl") in tracking._LIVE) == (runner == "local")
+        policy_uri = tracking.log_fit(result)
+    client, run_id = MlflowClient(uri), active.info.run_id
+    run = client.get_run(run_id)
+    assert run.data.params["algorithm"] == name and run.data.params["totalSteps"] == "2048"
+    assert run.data.params["runner"] == runner
+    for key in ("return", "env_steps_per_s", "loss"):
+        rows = [h for h in result.history if key in h and np.isfinite(h[key])]
+        logged = _history(client, run_id, f"rl.{key}")
+        assert [s for s, _ in logged] == [int(h["env_steps"]) for h in rows], key
+        assert [v for _, v in logged] == pytest.approx([h[key] for h in rows], rel=1e-9), key
+    assert rows and rows[-1]["env_steps"] >= 2048
+    assert run.data.metrics["final.env_steps"] == result.stats["env_steps"]
+    local = mlflow.artifacts.download_artifacts(policy_uri, dst_path=str(tmp_path / "dl"))
+    back = RLResult.load(local)
+    assert back.algorithm == name and back.evaluate(5) == pytest.approx(result.evaluate(5))
+
+
+def test_log_params_refuses_what_it_cannot_read(tmp_path):
+    with tracking.run("bad", tracking_uri=f"file:{tmp_path / 'mlruns'}", experiment="sparkml_dist_tests"):
+        with pytest.raises(TypeError, match="expected a pyspark.ml estimator or an RL algorithm, got dict"):
+            tracking.log_params({"k": 3})

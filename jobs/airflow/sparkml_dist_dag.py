@@ -1,9 +1,12 @@
-"""Airflow 3 DAG ``sparkml_dist``: generate data -> train k-means and AdaBoost on it -> benchmark report, each task a
-``spark-submit`` of one of this repository's ``jobs/*.py`` scripts through ``SparkSubmitOperator``.
+"""Airflow 3 DAG ``sparkml_dist``: generate data -> train k-means and AdaBoost on it -> train a torch net (DDP) ->
+train an RL agent -> benchmark report, each task a ``spark-submit`` of one of this repository's ``jobs/*.py`` scripts
+through ``SparkSubmitOperator``. The deep-learning and RL jobs each hold every task slot at once (a barrier stage of
+ranks / actors), so they run one after the other, after the classical jobs and before the report.
 
-Parameters come from the job configs (``conf/jobs/generate.yaml``, ``kmeans.yaml``, ``adaboost.yaml``) and can be
-changed per run (trigger with a config: ``{"n_rows": 1000000, "k": 16}``). Settings from the environment of the
-Airflow worker:
+Parameters come from the job configs (``conf/jobs/generate.yaml``, ``kmeans.yaml``, ``adaboost.yaml``,
+``deep_torch.yaml``, ``rl_<algorithm>.yaml``) and can be changed per run (trigger with a config:
+``{"n_rows": 1000000, "k": 16, "rl_algorithm": "dppo"}``); Airflow checks a run's config against each parameter's
+type, range and choices before any task starts. Settings from the environment of the Airflow worker:
 
 * ``SPARKML_DIST_HOME``: the repository (``jobs/``, ``conf/``); default: two levels above this file.
 * ``SPARKML_DIST_OUTPUT``: where runs write (``<output>/<ts_nodash>/...``); default ``<home>/out/airflow``.
@@ -32,19 +35,38 @@ PYTHON = os.environ.get("SPARKML_DIST_PYTHON", "python3")
 ARCHIVE = os.environ.get("SPARKML_DIST_ARCHIVE") or None
 
 
-def job_config(name: str) -> dict:
-    """``conf/jobs/<name>.yaml``: the defaults of the DAG's parameters."""
-    with open(HOME / "conf" / "jobs" / f"{name}.yaml") as fh:
-        return yaml.safe_load(fh)
+def job_config(name: str, *keys: str) -> dict:
+    """``conf/jobs/<name>.yaml``: the defaults of the DAG's parameters; a missing file or section (``keys``, dotted)
+    fails the DAG's import with the file and key named."""
+    path = HOME / "conf" / "jobs" / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"job config {path} not found (is SPARKML_DIST_HOME={str(HOME)!r} the checkout?)")
+    with open(path) as fh:
+        cfg = yaml.safe_load(fh)
+    for key in keys:
+        node = cfg
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ValueError(f"job config {path}: no {key!r}")
+            node = node[part]
+    return cfg
 
 
-GENERATE, KMEANS, ADABOOST = job_config("generate"), job_config("kmeans"), job_config("adaboost")
+GENERATE = job_config("generate", "input.n_rows", "input.n_features", "input.centers")
+KMEANS = job_config("kmeans", "params.k", "params.engine")
+ADABOOST = job_config("adaboost", "params.maxIter")
+TORCH = job_config("deep_torch", "params.epochs")
+#: the RL algorithms with a shipped config (``conf/jobs/rl_<name>.yaml``); the default is IMPALA's
+RL_ALGORITHMS = sorted(p.stem[3:] for p in (HOME / "conf" / "jobs").glob("rl_*.yaml"))
+RL = job_config("rl_impala", "params.totalSteps")
 
 
 def spark_conf() -> dict[str, str]:
     conf = {"spark.ui.showConsoleProgress": "false"}
     for pair in filter(None, os.environ.get("SPARKML_DIST_SPARK_CONF", "").split(";")):
-        key, _, value = pair.partition("=")
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"SPARKML_DIST_SPARK_CONF: {pair!r} is not key=value (pairs are separated by ';')")
         conf[key.strip()] = value.strip()
     return conf
 
@@ -62,7 +84,7 @@ DATA = RUN + "/data"
 
 with DAG(
     dag_id="sparkml_dist",
-    description="generate data, train k-means and AdaBoost, write the benchmark report (sparkml_dist jobs)",
+    description="generate data, train k-means, AdaBoost, a torch net and an RL agent, write the benchmark report",
     schedule="@daily",
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -75,6 +97,9 @@ with DAG(
         "k": Param(KMEANS["params"]["k"], type="integer", minimum=2),
         "kmeans_engine": Param(KMEANS["params"]["engine"], enum=["mapreduce", "bsp"]),
         "adaboost_rounds": Param(ADABOOST["params"]["maxIter"], type="integer", minimum=1),
+        "torch_epochs": Param(TORCH["params"]["epochs"], type="integer", minimum=1),
+        "rl_algorithm": Param("impala", enum=RL_ALGORITHMS, description="conf/jobs/rl_<algorithm>.yaml"),
+        "rl_total_steps": Param(RL["params"]["totalSteps"], type="integer", minimum=1),
         "bench_suite": Param("quick", enum=["quick", "standard", "full"]),
         "bench_only": Param("*", type="string", description="cases of the bench (family, name, glob; * = all)"),
     },
@@ -103,7 +128,14 @@ with DAG(
     train_adaboost = submit("train_adaboost", "train_adaboost.py", [
         "--config", str(HOME / "conf" / "jobs" / "adaboost.yaml"), "--output", RUN + "/adaboost",
         "input={path: " + DATA + "/data}", "params.maxIter={{ params.adaboost_rounds }}"])
+    train_torch = submit("train_torch", "train_torch.py", [
+        "--config", str(HOME / "conf" / "jobs" / "deep_torch.yaml"), "--output", RUN + "/deep_torch",
+        "params.epochs={{ params.torch_epochs }}"])
+    train_rl = submit("train_rl", "train_rl.py", [
+        "--config", str(HOME / "conf" / "jobs") + "/rl_{{ params.rl_algorithm }}.yaml", "--output", RUN + "/rl",
+        "params.totalSteps={{ params.rl_total_steps }}", "params.runner=spark",
+        "params.checkpointDir=" + RUN + "/rl_checkpoint"])
     bench = submit("bench_report", "bench.py", ["--suite", "{{ params.bench_suite }}", "--only",
                                                   "{{ params.bench_only }}", "--out", RUN + "/bench"])
 
-    generate >> [train_kmeans, train_adaboost] >> bench
+    generate >> [train_kmeans, train_adaboost] >> train_torch >> train_rl >> bench

@@ -9,9 +9,10 @@ from sparkml_dist.rl.apex import ApeX
 from sparkml_dist.rl.dppo import DPPO
 from sparkml_dist.rl.gorila import GORILA
 from sparkml_dist.rl.impala import IMPALA
-from sparkml_dist.rl.result import RLResult, evaluate_policy
+from sparkml_dist.rl.result import RLResult, evaluate_policy, random_policy_return
 from sparkml_dist.rl.seed import SEED
 
 ALGORITHMS = {"a3c": A3C, "apex": ApeX, "dppo": DPPO, "gorila": GORILA, "impala": IMPALA, "seed": SEED}
 
-__all__ = ["A3C", "ApeX", "DPPO", "GORILA", "IMPALA", "SEED", "RLResult", "evaluate_policy", "ALGORITHMS"]
+__all__ = ["A3C", "ApeX", "DPPO", "GORILA", "IMPALA", "SEED", "RLResult", "evaluate_policy", "random_policy_return",
+           "ALGORITHMS"]

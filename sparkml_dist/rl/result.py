@@ -15,15 +15,33 @@ from sparkml_dist.rl.core.envs import VectorEnv
 
 def evaluate_policy(policy: torch.nn.Module, env_id: str, episodes: int = 10, seed: int = 10_000) -> float:
     """Mean undiscounted return of ``episodes`` greedy episodes (one env per episode, seeds ``seed + i``)."""
+    return _mean_return(lambda env: lambda obs: policy.env_action(policy.act(obs, greedy=True)[0]), env_id,
+                        episodes, seed)
+
+
+def random_policy_return(env_id: str, episodes: int = 10, seed: int = 10_000, rng_seed: int = 0) -> float:
+    """Mean return of uniformly random actions on the episodes :func:`evaluate_policy` plays (the floor a trained
+    policy must clear)."""
+    def actor(env):
+        space = env.action_space
+        space.seed(rng_seed)
+        return lambda obs: np.stack([space.sample() for _ in range(len(obs))])
+
+    return _mean_return(actor, env_id, episodes, seed)
+
+
+def _mean_return(actor, env_id: str, episodes: int, seed: int) -> float:
+    """The episode loop of both: ``actor(env)`` gives ``act(obs batch) -> env actions``; runs until every one of
+    the ``episodes`` envs finished an episode."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     env = VectorEnv(env_id, episodes, seed)
+    act = actor(env)
     returns = np.full(episodes, np.nan)
     running = np.zeros(episodes)
     try:
         while np.isnan(returns).any():
-            actions, _ = policy.act(env.obs, greedy=True)
-            _, rewards, _, dones, _ = env.step(policy.env_action(actions))
+            _, rewards, _, dones, _ = env.step(act(env.obs))
             running += rewards
             first = dones & np.isnan(returns)
             returns[first] = running[first]

@@ -96,6 +96,9 @@ class Progress:
                 row[key] = float(self.last_metrics[key])
         self.history.append(row)
         self._last_row_steps = self.env_steps
+        from sparkml_dist.tracking import on_progress  # MLflow: rl.<metric> at step=env_steps if a run is active
+
+        on_progress("rl", row, step_key="env_steps")
 
     def finish(self) -> None:
         """The closing history row (env steps that arrived after the last update)."""
