@@ -203,7 +203,8 @@ def memory_soak(spark, minutes: float = 30.0, sample_every: float = 10.0, warmup
     """IMPALA on Spark (2 actors x 8 envs) for ``minutes``: the RSS of the driver and of each actor's Python worker
     (``/proc/<pid>/status``) every ``sample_every`` seconds, and its growth after warm-up (the issue's target: < 10%
     over 30 minutes; RLlib's long IMPALA runs grow). ``warmup`` defaults to a sixth of the run (at least 30 s); the
-    growth compares the mean of the last three samples with the first sample after warm-up."""
+    growth compares the mean of the last three samples with the first sample after warm-up. Times count from the
+    first learner update."""
     from sparkml_dist.rl import IMPALA
     from sparkml_dist.rl.runners.memory import rss_mb
 
@@ -212,14 +213,15 @@ def memory_soak(spark, minutes: float = 30.0, sample_every: float = 10.0, warmup
     samples: list[dict] = []
     state = {"next": 0.0}
 
-    def sample(event):
-        if event["seconds"] >= state["next"]:
-            state["next"] = event["seconds"] + sample_every
+    def sample(event):  # times count from the first update (the stage's start-up is not part of the run)
+        t = event["seconds"] - state.setdefault("t0", event["seconds"])
+        if t >= state["next"]:
+            state["next"] = t + sample_every
             actors = {a: rss_mb(pid) for a, pid in sorted(event["actors"].items())}
-            samples.append({"seconds": event["seconds"], "env_steps": event["env_steps"], "driver_mb": rss_mb(),
+            samples.append({"seconds": t, "env_steps": event["env_steps"], "driver_mb": rss_mb(),
                             "actors_mb": sum(actors.values()), "per_actor_mb": list(actors.values()),
                             "return": event["return"]})
-        return event["seconds"] >= seconds
+        return t >= seconds
 
     result = IMPALA(env="CartPole-v1", numActors=2, envsPerActor=8, totalSteps=10**12, unrollLength=16,
                     batchUnrolls=1, learningRate=2e-3, runner="spark", logEvery=60.0).train(spark, callback=sample)
