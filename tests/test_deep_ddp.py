@@ -44,9 +44,9 @@ def _single_process(module, X, y, steps, lr):
     return model
 
 
-def _estimator(module, **kw):
+def _estimator(module, numWorkers=2, **kw):
     return TorchEstimator(model=module, loss="mse", optimizer="sgd", lr=0.05, batchSize=2 * PER_RANK_BATCH,
-                          numWorkers=2, shuffle=False, **kw)
+                          numWorkers=numWorkers, shuffle=False, **kw)
 
 
 def _assert_same_params(a, b, atol=1e-5):
@@ -63,6 +63,17 @@ def test_ddp_on_two_ranks_equals_single_process_training(spark):
     _assert_same_params(model.module, reference)
     assert [h["steps"] for h in model.history] == [20, 20]
     assert model.history[1]["loss"] < model.history[0]["loss"]
+
+
+def test_ddp_on_one_task_with_two_local_ranks_equals_single_process_training(spark):
+    # one barrier task hosting both partitions starts two local ranks; each takes half of the task's rows in order,
+    # which is the split two tasks would have, so the same single-process reference applies
+    df, X, y = _diabetes(spark)
+    torch.manual_seed(3)
+    module = MLP(10, (16,), 1)
+    model = _estimator(copy.deepcopy(module), numWorkers=1, processesPerTask=2, epochs=1).fit(df)  # 20 steps
+    _assert_same_params(model.module, _single_process(module, X, y, steps=20, lr=0.05))
+    assert [h["steps"] for h in model.history] == [20]
 
 
 def test_fit_with_an_existing_checkpoint_dir_resumes(spark, tmp_path):
