@@ -122,6 +122,39 @@ def test_rank_failing_on_the_first_attempt_resumes_from_checkpoint(spark, tmp_pa
     assert disturbed[0]["global_step"] == undisturbed[0]["global_step"] == 40
 
 
+def test_resumed_run_with_dropout_ends_at_the_undisturbed_parameters(spark, tmp_path):
+    # dropout draws from each rank's torch RNG and the feed shuffles: both must continue from the checkpoint exactly
+    from sparkml_dist.data.feed import feed_frame
+    from sparkml_dist.deep.launcher import get_context, launch
+    from sparkml_dist.deep.strategies import ddp
+
+    df, _, _ = _diabetes(spark)
+    torch.manual_seed(4)
+    module = MLP(10, (32, 16), 1, dropout=0.3)
+    marker = str(tmp_path / "failed-once")
+    frame = feed_frame(df, ["features", "label"])
+
+    def train(module, ckpt, fail):
+        ctx = get_context()
+
+        def crash(step, loss):  # rank 0 dies after step 17, 7 steps past the checkpoint, on attempt 0 only
+            if fail and ctx.rank == 0 and step == 17 and ctx.barrier.attempt == 0:
+                open(marker, "w").close()
+                raise RuntimeError("injected failure")
+
+        config = ddp.TrainConfig(epochs=2, batch_size=PER_RANK_BATCH, lr=0.05, optimizer="adam", loss="mse",
+                                 shuffle=True, seed=11, checkpoint_dir=ckpt, checkpoint_every=10, callbacks=[crash])
+        feed = ctx.feed(PER_RANK_BATCH, ["features", "label"], shuffle=True, seed=11)
+        return ddp.train(ctx, copy.deepcopy(module), config, feed)
+
+    disturbed = launch(train, (module, str(tmp_path / "a"), True), numWorkers=2, df=frame, timeout=300)
+    undisturbed = launch(train, (module, str(tmp_path / "b"), False), numWorkers=2, df=frame, timeout=300)
+    assert os.path.exists(marker)  # the failure did happen
+    assert disturbed[0]["resumed_from"].endswith("step-000010") and undisturbed[0]["resumed_from"] is None
+    for name, value in undisturbed[0]["state"].items():
+        np.testing.assert_allclose(disturbed[0]["state"][name], value, atol=1e-6, rtol=0, err_msg=name)
+
+
 def test_bad_input_fails_before_launch(spark):
     df, _, _ = _diabetes(spark)
     module = MLP(10, (4,), 1)
