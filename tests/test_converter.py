@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from sparkml_dist.data.converter import SparkDatasetConverter, make_spark_converter
+from sparkml_dist.data.converter import READ_ROWS, SparkDatasetConverter, make_spark_converter
 
 
 @pytest.fixture
@@ -97,3 +97,57 @@ def test_same_plan_reuses_the_cache_without_a_spark_job(spark, cache_conf):
 def test_missing_cache_dir_conf_is_a_clear_error(spark):
     with pytest.raises(ValueError, match="petastorm.spark.converter.parentCacheDirUrl"):
         make_spark_converter(spark.range(3))
+
+
+def _peak_bytes(fn):
+    """Peak memory of ``fn()``: numpy/Python allocations (tracemalloc) plus Arrow's (a proxy pool counting from 0)."""
+    import tracemalloc
+
+    import pyarrow as pa
+
+    previous = pa.default_memory_pool()
+    pool = pa.proxy_memory_pool(previous)
+    pa.set_memory_pool(pool)
+    tracemalloc.start()
+    try:
+        result = fn()
+        python_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        pa.set_memory_pool(previous)
+    return result, python_peak + pool.max_memory()
+
+
+def test_loader_streams_with_memory_bounded_by_the_shuffling_buffer(spark, cache_conf):
+    rows, width, capacity, batch = 60_000, 32, 2_000, 100
+    df = spark.range(0, rows, 1, 2).selectExpr("id", f"array_repeat(cast(id as float), {width}) x")
+    conv = make_spark_converter(df, parquet_row_group_size_bytes=256 * 1024)
+    dataset_bytes = rows * (width * 4 + 8)  # 7.9 MB
+    buffer_bytes = capacity * (width * 4 + 8)  # 0.27 MB
+
+    def one_pass(**kw):
+        def go():
+            ids, sums, sizes = [], 0.0, []
+            with conv.make_torch_dataloader(batch_size=batch, num_epochs=2, workers_count=2, **kw) as loader:
+                for b in loader:
+                    ids.append(b["id"].numpy().copy())
+                    sums += float(b["x"][:, -1].double().sum())
+                    sizes.append(len(b["id"]))
+            return np.concatenate(ids), sums, sizes
+        return _peak_bytes(go)
+
+    (ids, sums, sizes), peak = one_pass(shuffling_queue_capacity=capacity, seed=3)
+    # exact rows in each of the two epochs, full batches, and shuffled across row groups
+    for epoch in (ids[:rows], ids[rows:]):
+        assert np.sort(epoch).tolist() == list(range(rows))
+    assert sizes == [batch] * (2 * rows // batch) and sums == pytest.approx(2 * rows * (rows - 1) / 2)
+    assert not np.array_equal(ids[:rows], ids[rows:]) and abs(np.corrcoef(ids[:rows], np.arange(rows))[0, 1]) < 0.9
+    # the ids collected by the test itself are 2 x 8 B x rows = 0.96 MB; the loader's share is bounded by the buffer
+    # and workers_count + 1 record batches (READ_ROWS rows each, 0.56 MB), not by the 7.9 MB dataset
+    read_ahead = (2 + 2) * READ_ROWS * (width * 4 + 8)
+    assert peak < 2 * rows * 8 + 2 * buffer_bytes + read_ahead, (peak, dataset_bytes)
+    assert peak < dataset_bytes / 2
+    (ordered, _, _), peak_ordered = one_pass()
+    np.testing.assert_array_equal(ordered[:rows], np.arange(rows))  # capacity 0: row order
+    assert peak_ordered < dataset_bytes / 2
+    conv.delete()

@@ -44,9 +44,9 @@ def _single_process(module, X, y, steps, lr):
     return model
 
 
-def _estimator(module, **kw):
+def _estimator(module, numWorkers=2, **kw):
     return TorchEstimator(model=module, loss="mse", optimizer="sgd", lr=0.05, batchSize=2 * PER_RANK_BATCH,
-                          numWorkers=2, shuffle=False, **kw)
+                          numWorkers=numWorkers, shuffle=False, **kw)
 
 
 def _assert_same_params(a, b, atol=1e-5):
@@ -63,6 +63,17 @@ def test_ddp_on_two_ranks_equals_single_process_training(spark):
     _assert_same_params(model.module, reference)
     assert [h["steps"] for h in model.history] == [20, 20]
     assert model.history[1]["loss"] < model.history[0]["loss"]
+
+
+def test_ddp_on_one_task_with_two_local_ranks_equals_single_process_training(spark):
+    # one barrier task hosting both partitions starts two local ranks; each takes half of the task's rows in order,
+    # which is the split two tasks would have, so the same single-process reference applies
+    df, X, y = _diabetes(spark)
+    torch.manual_seed(3)
+    module = MLP(10, (16,), 1)
+    model = _estimator(copy.deepcopy(module), numWorkers=1, processesPerTask=2, epochs=1).fit(df)  # 20 steps
+    _assert_same_params(model.module, _single_process(module, X, y, steps=20, lr=0.05))
+    assert [h["steps"] for h in model.history] == [20]
 
 
 def test_fit_with_an_existing_checkpoint_dir_resumes(spark, tmp_path):
@@ -109,6 +120,39 @@ def test_rank_failing_on_the_first_attempt_resumes_from_checkpoint(spark, tmp_pa
     for name, value in undisturbed[0]["state"].items():
         np.testing.assert_allclose(disturbed[0]["state"][name], value, atol=1e-6, err_msg=name)
     assert disturbed[0]["global_step"] == undisturbed[0]["global_step"] == 40
+
+
+def test_resumed_run_with_dropout_ends_at_the_undisturbed_parameters(spark, tmp_path):
+    # dropout draws from each rank's torch RNG and the feed shuffles: both must continue from the checkpoint exactly
+    from sparkml_dist.data.feed import feed_frame
+    from sparkml_dist.deep.launcher import get_context, launch
+    from sparkml_dist.deep.strategies import ddp
+
+    df, _, _ = _diabetes(spark)
+    torch.manual_seed(4)
+    module = MLP(10, (32, 16), 1, dropout=0.3)
+    marker = str(tmp_path / "failed-once")
+    frame = feed_frame(df, ["features", "label"])
+
+    def train(module, ckpt, fail):
+        ctx = get_context()
+
+        def crash(step, loss):  # rank 0 dies after step 17, 7 steps past the checkpoint, on attempt 0 only
+            if fail and ctx.rank == 0 and step == 17 and ctx.barrier.attempt == 0:
+                open(marker, "w").close()
+                raise RuntimeError("injected failure")
+
+        config = ddp.TrainConfig(epochs=2, batch_size=PER_RANK_BATCH, lr=0.05, optimizer="adam", loss="mse",
+                                 shuffle=True, seed=11, checkpoint_dir=ckpt, checkpoint_every=10, callbacks=[crash])
+        feed = ctx.feed(PER_RANK_BATCH, ["features", "label"], shuffle=True, seed=11)
+        return ddp.train(ctx, copy.deepcopy(module), config, feed)
+
+    disturbed = launch(train, (module, str(tmp_path / "a"), True), numWorkers=2, df=frame, timeout=300)
+    undisturbed = launch(train, (module, str(tmp_path / "b"), False), numWorkers=2, df=frame, timeout=300)
+    assert os.path.exists(marker)  # the failure did happen
+    assert disturbed[0]["resumed_from"].endswith("step-000010") and undisturbed[0]["resumed_from"] is None
+    for name, value in undisturbed[0]["state"].items():
+        np.testing.assert_allclose(disturbed[0]["state"][name], value, atol=1e-6, rtol=0, err_msg=name)
 
 
 def test_bad_input_fails_before_launch(spark):

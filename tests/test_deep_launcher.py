@@ -77,6 +77,50 @@ def test_bad_requests_fail_before_any_task(spark):
         run(lambda: 0, numWorkers=2, useGpu=True)
 
 
+def test_one_task_with_two_local_ranks_returns_both_with_torchrun_env(spark):
+    def local(offset):
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([float(dist.get_rank()) + offset])
+        dist.all_reduce(t)  # one group over the task's two spawned processes
+        ctx = get_context()
+        env = {k: os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK",
+                                          "MASTER_ADDR", "MASTER_PORT")}
+        return {"sum": t.item(), "env": env, "rank": ctx.rank, "local_rank": ctx.local_rank, "pid": os.getpid(),
+                "ppid": os.getppid(), "world": dist.get_world_size()}
+
+    results = run(local, 10.0, numWorkers=1, processesPerTask=2, timeout=180)
+    assert len(results) == 2
+    for i, r in enumerate(results):
+        assert r["rank"] == r["local_rank"] == i and r["world"] == 2
+        assert r["env"] == {"RANK": str(i), "WORLD_SIZE": "2", "LOCAL_RANK": str(i), "LOCAL_WORLD_SIZE": "2",
+                            "GROUP_RANK": "0", "MASTER_ADDR": results[0]["env"]["MASTER_ADDR"],
+                            "MASTER_PORT": results[0]["env"]["MASTER_PORT"]}
+        assert r["sum"] == 0 + 1 + 2 * 10.0
+    assert results[0]["pid"] != results[1]["pid"] and results[0]["ppid"] == results[1]["ppid"]  # one task's children
+    assert os.getpid() not in (results[0]["pid"], results[0]["ppid"])
+
+
+def test_raising_local_rank_fails_the_call_with_its_traceback(spark):
+    def fn():
+        import torch.distributed as dist
+
+        if dist.get_rank() == 1:
+            raise ValueError("local rank one diverged")
+        dist.barrier()
+        return "unreachable"
+
+    with pytest.raises(BarrierTaskError) as info:
+        run(fn, numWorkers=1, processesPerTask=2, timeout=180)
+    assert info.value.rank == 1 and info.value.world_size == 2  # the global rank of the local rank that raised
+    assert "local rank one diverged" in info.value.remote_traceback
+    assert "in _local_rank_entry" in info.value.remote_traceback and "in fn" in info.value.remote_traceback
+    assert isinstance(info.value.exception, ValueError)
+    with pytest.raises(ValueError, match="processesPerTask=0"):
+        run(lambda: 0, numWorkers=1, processesPerTask=0)
+
+
 SCRIPT = textwrap.dedent("""
     import os, sys
     import torch, torch.distributed as dist

@@ -195,9 +195,29 @@ class TensorFeed:
         self.rank = int(rank)
         self.device = device
         self.epoch = 0
+        self.position = (0, 0)
+        """(epoch, step) of the next batch to hand out: the shuffle position a checkpoint saves"""
 
     def __len__(self) -> int:
         return self.steps
+
+    def state_dict(self) -> dict:
+        """The shuffle position (seed, epoch and step of the next batch) and the shape it applies to."""
+        epoch, step = self.position
+        if step >= self.steps:
+            epoch, step = epoch + 1, 0
+        return {"seed": self.seed, "rank": self.rank, "epoch": epoch, "step": step, "rows": self.rows,
+                "batch_size": self.batch_size, "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a saved position; the feed must have the rows and batches it was saved with."""
+        mine = {"rows": self.rows, "batch_size": self.batch_size, "steps": self.steps}
+        saved = {k: state[k] for k in mine}
+        if saved != mine:
+            raise ValueError(f"feed state was saved for {saved}, this feed has {mine}")
+        self.seed = int(state["seed"])
+        self.position = (int(state["epoch"]), int(state["step"]))
+        self.epoch = self.position[0]
 
     def order(self, epoch: int) -> np.ndarray:
         """Row indices of ``epoch``: ``steps * batch_size`` of them, wrapping around this rank's rows if needed."""
@@ -217,7 +237,7 @@ class TensorFeed:
 
         if epoch is None:
             epoch = self.epoch
-            self.epoch += 1
+        self.epoch = epoch + 1
         idx = self.order(epoch)
         contiguous = not self.shuffle and len(idx) <= self.rows
         bs = self.batch_size
@@ -232,6 +252,7 @@ class TensorFeed:
                 out = {k: torch.from_numpy(v) for k, v in batch.items()}
             if str(self.device) != "cpu":
                 out = {k: t.to(self.device, non_blocking=True) for k, t in out.items()}
+            self.position = (epoch, step + 1)
             yield out
 
     def __iter__(self) -> Iterator[dict]:

@@ -66,13 +66,17 @@ class _TorchEstimatorParams(_TorchParams):
     optimizer = Param(Params._dummy(), "optimizer", f"one of {', '.join(OPTIMIZERS)}",
                       typeConverter=TypeConverters.toString)
     lr = Param(Params._dummy(), "lr", "learning rate (> 0)", typeConverter=TypeConverters.toFloat)
-    batchSize = Param(Params._dummy(), "batchSize", "global batch: rows per step over all ranks (>= numWorkers)",
+    batchSize = Param(Params._dummy(), "batchSize",
+                      "global batch: rows per step over all ranks (>= numWorkers x processesPerTask)",
                       typeConverter=TypeConverters.toInt)
     epochs = Param(Params._dummy(), "epochs", "passes over the data (>= 1)", typeConverter=TypeConverters.toInt)
     numWorkers = Param(Params._dummy(), "numWorkers", "ranks (barrier tasks); 0 = every free task slot",
                        typeConverter=TypeConverters.toInt)
     useGpu = Param(Params._dummy(), "useGpu", "one GPU per rank (needs spark.task.resource.gpu.amount)",
                    typeConverter=TypeConverters.toBoolean)
+    processesPerTask = Param(Params._dummy(), "processesPerTask",
+                             "local ranks per barrier task (0 = the task's GPUs with useGpu, else 1)",
+                             typeConverter=TypeConverters.toInt)
     strategy = Param(Params._dummy(), "strategy", f"training strategy: one of {', '.join(STRATEGIES)}",
                      typeConverter=TypeConverters.toString)
     shuffle = Param(Params._dummy(), "shuffle", "seeded per-epoch shuffle of each rank's rows",
@@ -88,7 +92,8 @@ class _TorchEstimatorParams(_TorchParams):
     def __init__(self, *args) -> None:
         super().__init__(*args)
         self._setDefault(optimizer="adam", lr=1e-3, batchSize=64, epochs=1, numWorkers=0, useGpu=False,
-                         strategy="ddp", shuffle=True, checkpointDir="", checkpointEvery=0, timeout=3600.0)
+                         processesPerTask=0, strategy="ddp", shuffle=True, checkpointDir="", checkpointEvery=0,
+                         timeout=3600.0)
 
     def _check_params(self) -> None:
         """Value checks that need no data (raised before any Spark job), naming the parameter."""
@@ -97,6 +102,8 @@ class _TorchEstimatorParams(_TorchParams):
             (self.getOrDefault(self.epochs) >= 1, f"epochs={self.getOrDefault(self.epochs)}: must be >= 1"),
             (self.getOrDefault(self.lr) > 0, f"lr={self.getOrDefault(self.lr)}: must be > 0"),
             (self.getOrDefault(self.numWorkers) >= 0, f"numWorkers={self.getOrDefault(self.numWorkers)}: must be >= 0"),
+            (self.getOrDefault(self.processesPerTask) >= 0,
+             f"processesPerTask={self.getOrDefault(self.processesPerTask)}: must be >= 0"),
             (self.getOrDefault(self.strategy) in STRATEGIES,
              f"strategy={self.getOrDefault(self.strategy)!r}: expected one of {', '.join(STRATEGIES)}"),
             (self.getLoss() in LOSSES, f"loss={self.getLoss()!r}: expected one of {', '.join(LOSSES)}"),
@@ -119,10 +126,10 @@ class TorchEstimator(Estimator, _TorchEstimatorParams):
     model : torch.nn.Module or callable
         The network, or a zero-argument factory that builds it (called on the driver after
         ``torch.manual_seed(seed)``). It must pickle (cloudpickle): it travels to the ranks once.
-    loss, optimizer, lr, batchSize, epochs, numWorkers, useGpu, strategy, shuffle, checkpointDir, checkpointEvery,
-    inputShape, featuresCol, labelCol, predictionCol, seed, timeout
-        See the Params' docs. ``batchSize`` is global: each of the ``W`` ranks takes ``batchSize // W`` rows a
-        step, the same number of steps on every rank.
+    loss, optimizer, lr, batchSize, epochs, numWorkers, useGpu, processesPerTask, strategy, shuffle,
+    checkpointDir, checkpointEvery, inputShape, featuresCol, labelCol, predictionCol, seed, timeout
+        See the Params' docs. ``batchSize`` is global: each of the ``W = numWorkers * processesPerTask`` ranks
+        takes ``batchSize // W`` rows a step, the same number of steps on every rank.
 
     Notes
     -----
@@ -134,7 +141,8 @@ class TorchEstimator(Estimator, _TorchEstimatorParams):
     @keyword_only
     def __init__(self, *, model: Any = None, loss: str = "cross_entropy", optimizer: str = "adam", lr: float = 1e-3,
                  batchSize: int = 64, epochs: int = 1, numWorkers: int = 0, useGpu: bool = False,
-                 strategy: str = "ddp", shuffle: bool = True, checkpointDir: str = "", checkpointEvery: int = 0,
+                 processesPerTask: int = 0, strategy: str = "ddp", shuffle: bool = True, checkpointDir: str = "",
+                 checkpointEvery: int = 0,
                  inputShape: list[int] | None = None, featuresCol: str = "features", labelCol: str = "label",
                  predictionCol: str = "prediction", seed: int | None = None, timeout: float = 3600.0):
         super().__init__()
@@ -170,7 +178,7 @@ class TorchEstimator(Estimator, _TorchEstimatorParams):
 
     def _fit(self, dataset) -> TorchModel:
         from sparkml_dist.data.feed import feed_frame
-        from sparkml_dist.deep.launcher import _check_gpu_conf, launch
+        from sparkml_dist.deep.launcher import _check_gpu_conf, launch, local_ranks
         from sparkml_dist.runtime.barrier import InsufficientSlotsError, available_slots
 
         self._check_params()
@@ -183,24 +191,28 @@ class TorchEstimator(Estimator, _TorchEstimatorParams):
         if workers > slots:
             raise InsufficientSlotsError(f"numWorkers={workers} but the cluster ({spark.sparkContext.master}) has "
                                          f"{slots} free task slots")
-        batch = self.getOrDefault(self.batchSize)
-        if batch < workers:
-            raise ValueError(f"batchSize={batch} is the global batch and must be >= numWorkers={workers}")
-        if self.getOrDefault(self.useGpu):
+        use_gpu = self.getOrDefault(self.useGpu)
+        if use_gpu:
             _check_gpu_conf(spark)
+        per_task = local_ranks(spark, use_gpu, self.getOrDefault(self.processesPerTask) or None)
+        ranks = workers * per_task
+        batch = self.getOrDefault(self.batchSize)
+        if batch < ranks:
+            raise ValueError(f"batchSize={batch} is the global batch and must be >= the ranks "
+                             f"(numWorkers={workers} x processesPerTask={per_task})")
         if frame.rdd.getNumPartitions() != workers:
             logger.info("TorchEstimator: %d partitions -> %d ranks (repartitioned)", frame.rdd.getNumPartitions(),
                         workers)
         config = TrainConfig(
-            epochs=self.getOrDefault(self.epochs), batch_size=batch // workers, lr=self.getOrDefault(self.lr),
+            epochs=self.getOrDefault(self.epochs), batch_size=batch // ranks, lr=self.getOrDefault(self.lr),
             optimizer=self.getOrDefault(self.optimizer), loss=self.getLoss(), features=features, label=label,
             input_shape=tuple(self.getInputShape()) or None, shuffle=self.getOrDefault(self.shuffle),
             seed=self.getOrDefault(self.seed), checkpoint_dir=self.getOrDefault(self.checkpointDir) or None,
             checkpoint_every=self.getOrDefault(self.checkpointEvery))
         start = time.perf_counter()
         results = launch(_train_rank, (blob, self.getOrDefault(self.strategy), config), numWorkers=workers,
-                         useGpu=self.getOrDefault(self.useGpu), df=frame, timeout=self.getOrDefault(self.timeout),
-                         spark=spark)
+                         useGpu=use_gpu, df=frame, timeout=self.getOrDefault(self.timeout), spark=spark,
+                         processesPerTask=per_task)
         seconds = time.perf_counter() - start
         out = results[0]
         module.load_state_dict({k: _to_tensor(v) for k, v in out["state"].items()})
@@ -208,7 +220,7 @@ class TorchEstimator(Estimator, _TorchEstimatorParams):
         self._copyValues(model)
         model.trainingSeconds = seconds
         model.resumedFrom = out.get("resumed_from")
-        logger.info("TorchEstimator: %d epochs on %d ranks in %.1fs, final loss %.4g", config.epochs, workers,
+        logger.info("TorchEstimator: %d epochs on %d ranks in %.1fs, final loss %.4g", config.epochs, ranks,
                     seconds, out["history"][-1]["loss"] if out["history"] else float("nan"))
         return model
 

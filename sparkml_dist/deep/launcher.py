@@ -12,7 +12,16 @@ for ``TorchDistributor(local_mode=False)``, which starts ``torchrun`` in every t
   ``init_process_group`` itself guards it with ``if not dist.is_initialized()``, or runs through
   :class:`Distributor`, which leaves the group to the function as TorchDistributor does;
 * GPUs: ``useGpu=True`` needs ``spark.task.resource.gpu.amount`` (or a ``ResourceProfile``); each task sees its
-  Spark-assigned GPUs in ``CUDA_VISIBLE_DEVICES`` and trains on the first (``LOCAL_RANK=0``);
+  Spark-assigned GPUs in ``CUDA_VISIBLE_DEVICES``;
+* several local ranks per task (``processesPerTask=k``; with ``useGpu`` it defaults to the task's GPU count): the
+  task starts ``k`` worker processes as ``torchrun`` does (``torch.multiprocessing.start_processes``, from a
+  forkserver with torch preloaded, so only the first call of a Python worker pays for a torch import), local rank
+  ``i`` on GPU ``i`` of the task (``CUDA_VISIBLE_DEVICES`` = that address), ``RANK = task * k + i``,
+  ``WORLD_SIZE = tasks * k``, ``LOCAL_RANK = i``, ``LOCAL_WORLD_SIZE = k``, all in one process group (rendezvous
+  through the same driver store). The task's input rows are split into ``k`` contiguous slices (an Arrow IPC file
+  the local ranks memory-map). A raising local rank records its own failure (traceback, exception) through the
+  launcher's error protocol, so the call fails with *its* traceback; the others are stopped. Without GPUs the same
+  mechanism runs ``k`` gloo ranks per task (how it is tested on CPU);
 * ``torch.set_num_threads(spark.task.cpus)`` in every rank, since a task owns that many cores (torch's default, all
   of the machine's cores per rank, oversubscribes every executor);
 * :func:`get_context` returns a :class:`TorchContext` (rank, world size, device, this rank's partition as a feed,
@@ -37,17 +46,23 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
+import pickle
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparkml_dist.runtime.barrier import BarrierContext, run_barrier
+from sparkml_dist.runtime.barrier import BarrierContext, BarrierResults, RankFailure, record_failure, run_barrier
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +132,43 @@ class _Launch:
     use_gpu: bool = False
     num_threads: int = 1
     progress_address: str | None = None
+    local_ranks: int = 1
+    """processes per task (``processesPerTask``): 1 runs the rank in the task's Python worker itself"""
+    has_input: bool = False
+
+
+@dataclass(kw_only=True, slots=True)
+class _LocalSpec:
+    """What a spawned local rank needs from its task (pickled into the spawn arguments)."""
+
+    task_rank: int
+    local_ranks: int
+    world_size: int
+    env: dict
+    gpus: list
+    store: tuple
+    group_prefix: str
+    call_id: str
+    attempt_prefix: str
+    attempt: int
+    timeout: float
+    partitions: tuple
+    input_path: str | None
+    workdir: str
+
+
+class LocalRankError(RuntimeError):
+    """A local rank spawned by a task failed; ``failure`` is its :class:`RankFailure` (global rank, traceback)."""
+
+    def __init__(self, failure: RankFailure, local_rank: int):
+        self.failure = failure
+        self.local_rank = local_rank
+        self.retryable = failure.retryable
+        super().__init__(f"local rank {local_rank} (rank {failure.rank} of {failure.world_size}) failed:\n"
+                         f"{failure.traceback.strip()}")
+
+    def __reduce__(self):
+        return (type(self), (self.failure, self.local_rank))
 
 
 def _free_port(host: str) -> int:
@@ -152,25 +204,55 @@ def _gpu_addresses(ctx: BarrierContext) -> list[str]:
     return list(gpu.addresses) if gpu is not None else []
 
 
-def _rank_main(ctx: BarrierContext, target: Any, args: tuple, kwargs: dict, launch: _Launch):
-    """Runs inside each barrier task: torchrun's environment, the device, the group, then the user's code."""
-    global _CURRENT
-    import torch
-    import torch.distributed as dist
+def _torchrun_vars(rank: int, world_size: int, local_rank: int, local_world_size: int, group_rank: int,
+                   master: str, port: int) -> dict[str, str]:
+    return {"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(local_rank),
+            "LOCAL_WORLD_SIZE": str(local_world_size), "GROUP_RANK": str(group_rank), "ROLE_RANK": str(rank),
+            "MASTER_ADDR": master, "MASTER_PORT": str(port), "TORCHELASTIC_RESTART_COUNT": "0"}
 
+
+def _rank_main(ctx: BarrierContext, target: Any, args: tuple, kwargs: dict, launch: _Launch):
+    """Runs inside each barrier task: torchrun's environment, the device, the group, then the user's code -- in the
+    task's own Python worker (one rank per task) or in ``processesPerTask`` spawned local ranks."""
     host = _rank_host(ctx)
     port = ctx.broadcast(_free_port(host) if ctx.rank == 0 else None)
     master = ctx.broadcast(host if ctx.rank == 0 else None)
-    env = {"RANK": str(ctx.rank), "WORLD_SIZE": str(ctx.world_size), "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
-           "GROUP_RANK": str(ctx.rank), "ROLE_RANK": str(ctx.rank), "MASTER_ADDR": master, "MASTER_PORT": str(port),
-           "TORCHELASTIC_RESTART_COUNT": "0"}
+    k = launch.local_ranks
     gpus: list[str] = []
-    device: Any = torch.device("cpu")
     if launch.use_gpu:
         gpus = _gpu_addresses(ctx)
         if not gpus:
             raise RuntimeError(f"rank {ctx.rank}: useGpu=True but Spark assigned this task no GPU "
                                "(set spark.task.resource.gpu.amount or use a ResourceProfile)")
+        if len(gpus) < k:
+            raise RuntimeError(f"task {ctx.rank}: processesPerTask={k} but Spark assigned this task {len(gpus)} "
+                               f"GPU(s) ({', '.join(gpus)}); one local rank needs one GPU")
+    if k > 1:
+        return _spawn_local_ranks(ctx, target, args, kwargs, launch, master, port, gpus)
+    env = _torchrun_vars(ctx.rank, ctx.world_size, 0, 1, ctx.rank, master, port)
+
+    def group() -> None:  # the launcher's gloo group is the default group; GPU runs and Distributor replace it
+        import torch.distributed as dist
+
+        if launch.mode == "distributor" or launch.use_gpu:
+            dist.destroy_process_group()  # the function (or the NCCL set-up below) owns the default group
+        if launch.mode == "run" and launch.use_gpu:
+            dist.init_process_group("cpu:gloo,cuda:nccl", init_method="env://", rank=ctx.rank,
+                                    world_size=ctx.world_size)
+            ctx._group = dist.group.WORLD
+
+    return _run_rank(ctx, env, gpus, 0, target, args, kwargs, launch, group)
+
+
+def _run_rank(ctx: BarrierContext, env: dict[str, str], gpus: list[str], local_rank: int, target: Any, args: tuple,
+              kwargs: dict, launch: _Launch, setup_group: Callable[[], None]):
+    """One rank (in the task's worker or in a spawned local rank): device, environment, group, the user's code."""
+    global _CURRENT
+    import torch
+
+    device: Any = torch.device("cpu")
+    env = dict(env)
+    if launch.use_gpu:
         if torch.cuda.is_initialized():  # a reused worker: CUDA_VISIBLE_DEVICES no longer applies, index directly
             device = torch.device("cuda", int(gpus[0]))
         else:
@@ -184,20 +266,164 @@ def _rank_main(ctx: BarrierContext, target: Any, args: tuple, kwargs: dict, laun
         try:
             if launch.mode == "script":
                 return _run_script(target, args, ctx.rank)
-            if launch.mode == "distributor" or launch.use_gpu:
-                dist.destroy_process_group()  # the function (or the NCCL set-up below) owns the default group
-            if launch.mode == "run" and launch.use_gpu:
-                dist.init_process_group("cpu:gloo,cuda:nccl", init_method="env://", rank=ctx.rank,
-                                        world_size=ctx.world_size)
-                ctx._group = dist.group.WORLD
+            setup_group()
             from sparkml_dist.deep.progress import ProgressClient
 
-            _CURRENT = TorchContext(rank=ctx.rank, world_size=ctx.world_size, local_rank=0, device=device,
+            _CURRENT = TorchContext(rank=ctx.rank, world_size=ctx.world_size, local_rank=local_rank, device=device,
                                     barrier=ctx, gpus=gpus, progress=ProgressClient(launch.progress_address, ctx.rank))
             return target(*args, **kwargs)
         finally:
             _CURRENT = None
             torch.set_num_threads(threads)
+
+
+# --- several local ranks per task ---------------------------------------------------------------------------------
+def _write_input(ctx: BarrierContext, path: str) -> str | None:
+    """The task's rows (its partitions in order) as one Arrow IPC file its local ranks memory-map; None if empty."""
+    import pyarrow as pa
+
+    tables = ctx.partition_tables()
+    parts = [tables[p] for p in ctx.partitions if tables.get(p) is not None]
+    if not parts:
+        return None
+    table = pa.concat_tables(parts)
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return path
+
+
+def _read_input(path: str | None, local_rank: int, local_ranks: int):
+    """Local rank ``i``'s contiguous slice ``[n i / k, n (i + 1) / k)`` of its task's rows, as record batches."""
+    import pyarrow as pa
+
+    if path is None:
+        return iter(())
+    table = pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
+    n = table.num_rows
+    lo, hi = n * local_rank // local_ranks, n * (local_rank + 1) // local_ranks
+    return iter(table.slice(lo, hi - lo).to_batches())
+
+
+def _spawn_local_ranks(ctx: BarrierContext, target: Any, args: tuple, kwargs: dict, launch: _Launch, master: str,
+                       port: int, gpus: list[str]) -> list:
+    """Start ``launch.local_ranks`` processes (``torch.multiprocessing.start_processes``, as torchrun's local agent
+    does), wait for them within the call's timeout, and return their results in local-rank order."""
+    import cloudpickle
+    from torch.multiprocessing import start_processes
+    from torch.multiprocessing.spawn import ProcessException
+
+    k = launch.local_ranks
+    token = ctx.broadcast(uuid.uuid4().hex[:8] if ctx.rank == 0 else None)
+    workdir = tempfile.mkdtemp(prefix="sparkml_dist-local-")
+    try:
+        input_path = _write_input(ctx, os.path.join(workdir, "input.arrow")) if launch.has_input else None
+        spec = _LocalSpec(task_rank=ctx.rank, local_ranks=k, world_size=ctx.world_size * k,
+                          env={**os.environ, "MASTER_ADDR": master, "MASTER_PORT": str(port)}, gpus=list(gpus),
+                          store=(ctx._store.host, int(ctx._store.port)), group_prefix=f"{ctx._prefix}/local-{token}",
+                          call_id=ctx._call_id, attempt_prefix=ctx._prefix, attempt=ctx.attempt,
+                          timeout=ctx.timeout, partitions=ctx.partitions, input_path=input_path, workdir=workdir,
+                          )
+        payload = cloudpickle.dumps((target, args, kwargs, launch))
+        procs = start_processes(_local_rank_entry, args=(spec, payload), nprocs=k, join=False,
+                                start_method=_start_method())
+        deadline = time.monotonic() + ctx.timeout
+        try:
+            while not procs.join(timeout=0.2):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"task {ctx.rank}: its {k} local ranks did not finish within {ctx.timeout} s")
+        except ProcessException as exc:
+            failure = _first_local_failure(workdir, k)
+            if failure is None:
+                raise RuntimeError(f"task {ctx.rank}: a local rank died: {exc}") from exc
+            raise LocalRankError(*failure) from None
+        finally:
+            for proc in procs.processes:
+                if proc.is_alive():
+                    proc.kill()
+                proc.join()
+        results = []
+        for i in range(k):
+            with open(os.path.join(workdir, f"result-{i}.pkl"), "rb") as fh:
+                results.append(pickle.load(fh))
+        return results
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _start_method() -> str:
+    """``forkserver`` with torch preloaded: the first call of a Python worker starts one server process (one torch
+    import), later calls fork their local ranks from it in milliseconds. Like spawn, and unlike a plain fork of the
+    task's process, no thread or lock of the task (its gloo group, Spark's worker) is copied into a local rank."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "torch.distributed", "cloudpickle", "sparkml_dist.deep.launcher"])
+    return "forkserver"
+
+
+def _first_local_failure(workdir: str, k: int) -> tuple[RankFailure, int] | None:
+    """The earliest failure a local rank of this task recorded (the others usually fail because it did)."""
+    found = []
+    for i in range(k):
+        path = os.path.join(workdir, f"failure-{i}.pkl")
+        if os.path.exists(path):
+            with open(path, "rb") as fh:
+                when, failure = pickle.load(fh)
+            found.append((when, i, failure))
+    if not found:
+        return None
+    _, i, failure = min(found, key=lambda f: f[:2])
+    return failure, i
+
+
+def _local_rank_entry(local_rank: int, spec: _LocalSpec, payload: bytes) -> None:
+    """A spawned local rank: torchrun's variables, its GPU, one group over every task's local ranks, the function;
+    its result (or its failure, also recorded in the driver's store) goes to the task's work directory."""
+    if sys.platform == "linux":  # a killed task (cancelled stage) must not leave its local ranks running
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the forkserver (which dies with the task) is already gone
+            os._exit(1)
+    os.environ.update(spec.env)  # the task's environment (a forkserver's children start from the server's)
+    import cloudpickle
+    import torch.distributed as dist
+
+    k = spec.local_ranks
+    rank = spec.task_rank * k + local_rank
+    env = _torchrun_vars(rank, spec.world_size, local_rank, k, spec.task_rank, spec.env["MASTER_ADDR"],
+                         int(spec.env["MASTER_PORT"]))
+    gpus = [spec.gpus[local_rank]] if spec.gpus else []
+    ctx = BarrierContext(rank=rank, world_size=spec.world_size, peers=[], timeout=spec.timeout, attempt=spec.attempt,
+                         partitions=spec.partitions, _call_id=spec.call_id, _prefix=spec.attempt_prefix)
+    try:
+        target, args, kwargs, launch = cloudpickle.loads(payload)
+        delta = datetime.timedelta(seconds=spec.timeout)
+        ctx._store = dist.TCPStore(spec.store[0], spec.store[1], None, False, delta)
+        ctx._batches = _read_input(spec.input_path, local_rank, k)
+
+        def group() -> None:
+            if launch.mode == "run":
+                backend = "cpu:gloo,cuda:nccl" if launch.use_gpu else "gloo"
+                dist.init_process_group(backend, store=dist.PrefixStore(spec.group_prefix, ctx._store), rank=rank,
+                                        world_size=spec.world_size, timeout=delta)
+                ctx._group = dist.group.WORLD
+
+        threads = max(1, launch.num_threads // k)
+        launch = _Launch(mode=launch.mode, use_gpu=launch.use_gpu, num_threads=threads,
+                         progress_address=launch.progress_address, local_ranks=k, has_input=launch.has_input)
+        result = _run_rank(ctx, env, gpus, local_rank, target, args, kwargs, launch, group)
+        with open(os.path.join(spec.workdir, f"result-{local_rank}.pkl"), "wb") as fh:
+            fh.write(cloudpickle.dumps(result))
+    except BaseException as exc:  # noqa: BLE001 - reported through the launcher's error protocol, then re-raised
+        failure = RankFailure.capture(exc, rank, spec.world_size, spec.attempt)
+        record_failure(ctx._store, spec.attempt_prefix, spec.call_id, failure)
+        with open(os.path.join(spec.workdir, f"failure-{local_rank}.pkl"), "wb") as fh:
+            pickle.dump((time.time(), failure), fh)
+        raise
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _run_script(path: str, args: tuple, rank: int) -> str:
@@ -239,10 +465,30 @@ def _check_gpu_conf(spark) -> None:
                            "(and spark.executor.resource.gpu.amount with a discovery script), or pass useGpu=False")
 
 
+def _gpus_per_task(spark) -> float:
+    return float(spark.sparkContext.getConf().get("spark.task.resource.gpu.amount", "0"))
+
+
+def local_ranks(spark, useGpu: bool, processesPerTask: int | None) -> int:
+    """Processes per barrier task: ``processesPerTask``, or with ``useGpu`` the GPUs each task gets (1 otherwise).
+    Checked on the driver: a positive integer, and with ``useGpu`` no more than the task's GPUs."""
+    gpus = int(_gpus_per_task(spark)) if useGpu else 0
+    if processesPerTask is None:
+        return max(1, gpus)
+    if isinstance(processesPerTask, bool) or not isinstance(processesPerTask, int) or processesPerTask < 1:
+        raise ValueError(f"processesPerTask={processesPerTask!r}: must be a positive integer")
+    if useGpu and processesPerTask > max(1, gpus):
+        raise ValueError(f"processesPerTask={processesPerTask} but each task gets "
+                         f"spark.task.resource.gpu.amount={_gpus_per_task(spark):g} GPU(s); one local rank needs "
+                         "one GPU")
+    return processesPerTask
+
+
 def launch(target: Any, args: tuple = (), kwargs: dict | None = None, *, mode: str = "run",
            numWorkers: int | None = None, useGpu: bool = False, df=None, timeout: float | None = 600.0, spark=None,
-           progress: bool = True) -> list:
-    """The shared body of :func:`run` and :meth:`Distributor.run`; every rank's result, in rank order.
+           progress: bool = True, processesPerTask: int | None = None) -> list:
+    """The shared body of :func:`run` and :meth:`Distributor.run`; every rank's result, in rank order
+    (``numWorkers * processesPerTask`` of them).
 
     A stage that fails on some rank is re-attempted by Spark (``run_barrier`` runs it as a retryable barrier stage,
     up to ``spark.stage.maxConsecutiveAttempts`` / the task failures the master allows); training code that
@@ -267,6 +513,7 @@ def launch(target: Any, args: tuple = (), kwargs: dict | None = None, *, mode: s
         raise RuntimeError("no active SparkSession: create one (sparkml_dist.runtime.get_spark) or pass spark=")
     if useGpu:
         _check_gpu_conf(spark)
+    k = local_ranks(spark, useGpu, processesPerTask)
     server = None
     if progress:
         from sparkml_dist.deep.progress import ProgressServer
@@ -274,19 +521,24 @@ def launch(target: Any, args: tuple = (), kwargs: dict | None = None, *, mode: s
         host = spark.sparkContext.getConf().get("spark.driver.host", None) or socket.gethostname()
         server = ProgressServer(host)
     spec = _Launch(mode=mode, use_gpu=useGpu, num_threads=_task_cpus(spark),
-                   progress_address=server.address if server else None)
+                   progress_address=server.address if server else None, local_ranks=k, has_input=df is not None)
     try:
         results = run_barrier(_rank_main, numWorkers, spark=spark, df=df,
                               args=(target, tuple(args), dict(kwargs or {}), spec), timeout=timeout)
     finally:
         if server is not None:
             server.close()
-    return results
+    if k == 1:
+        return results
+    flat = BarrierResults(value for task in results for value in task)  # task t's local ranks are t*k .. t*k+k-1
+    flat.stats, flat.seconds, flat.layout = results.stats, results.seconds, results.layout
+    return flat
 
 
 def run(fn: Callable[..., Any] | str, *args, numWorkers: int | None = None, useGpu: bool = False, df=None,
-        timeout: float | None = 600.0, spark=None, **kwargs) -> list:
-    """Run ``fn(*args, **kwargs)`` on ``numWorkers`` torch ranks (one Spark barrier task each); every rank's result.
+        timeout: float | None = 600.0, spark=None, processesPerTask: int | None = None, **kwargs) -> list:
+    """Run ``fn(*args, **kwargs)`` on ``numWorkers`` Spark barrier tasks of ``processesPerTask`` torch ranks each;
+    every rank's result.
 
     Parameters
     ----------
@@ -294,10 +546,13 @@ def run(fn: Callable[..., Any] | str, *args, numWorkers: int | None = None, useG
         The training function (cloudpickled to the tasks; import heavy modules inside it), or the path of a
         torchrun-style script, run in a child process with ``args`` as its command line (result: its output).
     numWorkers : int, optional
-        World size; defaults to the partitions of ``df``, else the cluster's task slots. More than the free slots
+        Barrier tasks; defaults to the partitions of ``df``, else the cluster's task slots. More than the free slots
         fails at once.
     useGpu : bool
         One GPU per rank from Spark's task resources and an NCCL (``cpu:gloo,cuda:nccl``) default group.
+    processesPerTask : int, optional
+        Local ranks per task (spawned processes; world size ``numWorkers * processesPerTask``). Default: the GPUs
+        each task gets with ``useGpu`` (``spark.task.resource.gpu.amount``), else 1 (the rank runs in the task).
     df : DataFrame, optional
         Input; rank ``r`` reads partition ``r`` through ``get_context().feed(...)`` (repartitioned to ``numWorkers``
         first when the counts differ).
@@ -311,7 +566,7 @@ def run(fn: Callable[..., Any] | str, *args, numWorkers: int | None = None, useG
     """
     mode = "script" if isinstance(fn, str) else "run"
     return launch(fn, args, kwargs, mode=mode, numWorkers=numWorkers, useGpu=useGpu, df=df, timeout=timeout,
-                  spark=spark)
+                  spark=spark, processesPerTask=processesPerTask)
 
 
 class Distributor:
@@ -352,6 +607,9 @@ class Distributor:
         if self.local_mode and spark is not None and not spark.sparkContext.master.startswith("local"):
             logger.info("Distributor(local_mode=True): ranks run as barrier tasks on the executors")
         mode = "script" if isinstance(train_object, str) else "distributor"
-        results = launch(train_object, args, kwargs, mode=mode, numWorkers=self.num_processes, useGpu=self.use_gpu,
-                         timeout=self.timeout, spark=spark)
+        # num_processes counts processes, as in TorchDistributor: tasks with several GPUs run one rank per GPU
+        k = local_ranks(spark, self.use_gpu, None) if spark is not None else 1
+        k = k if self.num_processes % k == 0 else 1
+        results = launch(train_object, args, kwargs, mode=mode, numWorkers=self.num_processes // k,
+                         useGpu=self.use_gpu, timeout=self.timeout, spark=spark, processesPerTask=k)
         return None if mode == "script" else results[0]

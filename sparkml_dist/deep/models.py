@@ -37,14 +37,17 @@ class LeNet5(nn.Module):
 
 
 class MLP(nn.Module):
-    """``in_features`` -> hidden layers with ReLU -> ``out_features`` (a regression or classification head)."""
+    """``in_features`` -> hidden layers with ReLU (and ``dropout`` after each) -> ``out_features``."""
 
-    def __init__(self, in_features: int, hidden: tuple[int, ...] = (64,), out_features: int = 1):
+    def __init__(self, in_features: int, hidden: tuple[int, ...] = (64,), out_features: int = 1,
+                 dropout: float = 0.0):
         super().__init__()
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
             width = h
         layers.append(nn.Linear(width, out_features))
         self.net = nn.Sequential(*layers)

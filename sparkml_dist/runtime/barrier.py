@@ -167,6 +167,8 @@ class BarrierContext:
     messages: int = 0
     _group: Any = None
     _store: Any = field(default=None, repr=False)
+    _call_id: str = ""
+    _prefix: str = ""
 
     # --- data -------------------------------------------------------------------------------------------------
     def _raw_batches(self) -> Iterator:
@@ -264,6 +266,21 @@ def _attempt_prefix(call_id: str, attempt: int) -> str:
     return f"{call_id}/a{attempt}"
 
 
+def record_failure(store, prefix: str, call_id: str, failure: RankFailure) -> str:
+    """Record ``failure`` in the call's store: the first failure of the attempt wins, and a non-retryable one also
+    tells the driver to stop at once. Used by the task wrapper and by processes a task starts itself (local ranks),
+    so a failure there is reported as itself, not as its peers' broken connections. Returns the encoded record."""
+    encoded = failure.encode()
+    if store is not None:
+        try:
+            store.compare_set(f"{prefix}/first_error", "", encoded)
+            if not failure.retryable:
+                store.compare_set(f"{call_id}/fatal", "", encoded)
+        except Exception:  # noqa: BLE001 - the store may be gone; the Spark error still carries the record
+            pass
+    return encoded
+
+
 def _init_group(ctx: BarrierContext, store_address: str | None, call_id: str, timeout: float) -> str:
     """Join this attempt's gloo group: through the driver's TCPStore, or one that rank 0 hosts (Spark rendezvous).
     Sets ``ctx.attempt`` and returns the attempt's store prefix."""
@@ -291,6 +308,7 @@ def _init_group(ctx: BarrierContext, store_address: str | None, call_id: str, ti
         ctx.attempt = int(store.get(key).decode())
     ctx._store = store  # keep the client alive as long as the group (and let a failure be recorded)
     prefix = _attempt_prefix(call_id, ctx.attempt)
+    ctx._call_id, ctx._prefix = call_id, prefix
     host = store_address.rsplit(":", 1)[0]
     if host.startswith("127.") or host == "localhost":
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
@@ -369,15 +387,7 @@ def _make_task(fn: Callable, args: tuple, kwargs: dict, timeout: float, store_ad
                 pass
         except BaseException as exc:  # noqa: BLE001 - reported through the one error protocol, then re-raised
             failure = RankFailure.capture(exc, rank, len(infos), ctx.attempt)
-            encoded = failure.encode()
-            store = ctx._store
-            if store is not None:
-                try:  # first failure of this attempt wins; a non-retryable one also tells the driver to stop now
-                    store.compare_set(f"{prefix}/first_error", "", encoded)
-                    if not failure.retryable:
-                        store.compare_set(f"{call_id}/fatal", "", encoded)
-                except Exception:  # noqa: BLE001 - the store may be gone; the Spark error still carries the record
-                    pass
+            encoded = record_failure(ctx._store, prefix, call_id, failure)
             raise RuntimeError(f"rank {rank}/{len(infos)} (stage attempt {ctx.attempt}) failed: "
                                f"{type(exc).__name__}: {exc}\n{_FAILURE_MARK}<<<{encoded}>>>") from exc
         finally:

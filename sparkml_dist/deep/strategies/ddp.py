@@ -7,8 +7,9 @@ process takes on the ``W * b`` rows together: the parameters agree with single-p
 (tested to 1e-5 after 20+ steps).
 
 The loop checkpoints every ``checkpoint_every`` steps (:mod:`sparkml_dist.deep.checkpoint`) and, when the
-directory already holds one, resumes from it -- same epoch, same step, same data order -- so a retried stage ends
-with the parameters an undisturbed run would have.
+directory already holds one, resumes from it -- same epoch, same step, same data order, same random state (each
+rank seeds torch from ``(seed, rank)`` before training, and the checkpoint carries every rank's RNG and feed
+position) -- so a retried stage ends with the parameters an undisturbed run would have, dropout included.
 """
 
 from __future__ import annotations
@@ -115,11 +116,15 @@ def train(ctx, model, config: TrainConfig, feed) -> dict:
         ``history`` (per epoch: ``epoch, loss, accuracy, samples_per_s, seconds``), ``global_step``,
         ``resumed_from`` and, on rank 0, ``state`` (``{name: ndarray}``).
     """
+    import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from sparkml_dist.deep import checkpoint
 
     device = ctx.device
+    # dropout and other random layers: a per-rank stream from (seed, rank), so a run is reproducible and a resumed
+    # one (which restores this state from the checkpoint) continues it
+    torch.manual_seed(int(np.random.SeedSequence([config.seed, ctx.rank]).generate_state(1, np.uint64)[0] >> 1))
     model = model.to(device)
     ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(config, ddp.parameters())
@@ -129,7 +134,7 @@ def train(ctx, model, config: TrainConfig, feed) -> dict:
     if config.checkpoint_dir:
         found = ctx.barrier.broadcast(checkpoint.latest(config.checkpoint_dir) if ctx.rank == 0 else None)
         if found is not None:
-            position = checkpoint.load(found[1], ddp, optimizer)
+            position = checkpoint.load(found[1], ddp, optimizer, rank=ctx.rank, feed=feed)
             resumed_from = found[1]
             if ctx.rank == 0:
                 logger.info("resuming from %s (epoch %d, step %d)", found[1], position["epoch"], position["step"])
@@ -165,7 +170,7 @@ def train(ctx, model, config: TrainConfig, feed) -> dict:
             if config.checkpoint_dir and every and global_step % every == 0:
                 checkpoint.save(config.checkpoint_dir, ddp, optimizer,
                                 {"epoch": epoch, "step": step + 1, "global_step": global_step}, ctx.rank,
-                                ctx.barrier, config.keep_checkpoints)
+                                ctx.barrier, config.keep_checkpoints, feed=feed)
         seconds = time.perf_counter() - t0
         total = ctx.barrier.allreduce(sums)
         record = {"epoch": epoch + 1, "loss": float(total[0] / max(total[2], 1)), "steps": steps,
@@ -178,7 +183,7 @@ def train(ctx, model, config: TrainConfig, feed) -> dict:
         if config.checkpoint_dir and not every:
             checkpoint.save(config.checkpoint_dir, ddp, optimizer,
                             {"epoch": epoch + 1, "step": 0, "global_step": global_step}, ctx.rank, ctx.barrier,
-                            config.keep_checkpoints)
+                            config.keep_checkpoints, feed=feed)
     out: dict[str, Any] = {"history": history, "global_step": global_step, "resumed_from": resumed_from,
                            "world_size": world}
     if ctx.rank == 0:
