@@ -114,6 +114,18 @@ def test_same_seed_and_suite_give_the_same_quality(spark, quick_run):
         assert r["metrics"][r["quality"]] == first[r["case"]]["metrics"][r["quality"]], r["case"]
 
 
+def test_a_case_needing_more_slots_than_the_session_has_is_skipped_not_failed(spark, caplog):
+    """A 2-rank case on a 1-worker cluster (``--workers 1``) cannot run: it is skipped with the reason logged, not
+    recorded as a failure; here a case needing 99 slots on the 2-slot test session."""
+    calls = []
+    big = registry.Case("testing", "wide", "default", "none", lambda ctx: calls.append(1), {"quick": {}}, "seconds",
+                        min_slots=99)
+    with caplog.at_level(logging.WARNING, logger="sparkml_dist.bench"):
+        records = suite.run_cases(spark, [big], "quick")
+    assert records == [] and calls == []
+    assert "testing/wide/default skipped: it needs 99 task slots at once, the session has 2" in caplog.text
+
+
 def test_compare_flags_an_injected_regression(quick_run, tmp_path, capsys):
     from sparkml_dist.cli import main
 

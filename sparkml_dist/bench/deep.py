@@ -280,7 +280,7 @@ def main(argv=None) -> None:
 from sparkml_dist.bench.registry import CaseContext, bench_case  # noqa: E402
 
 
-@bench_case("deep", "launch", variants=("run",), dataset="trivial 2-rank job", quality="seconds",
+@bench_case("deep", "launch", variants=("run",), dataset="trivial 2-rank job", quality="seconds", min_slots=2,
             higher_is_better=False, sizes={"quick": {"repeats": 1}, "standard": {"repeats": 3}, "full": {"repeats": 3}})
 def launch_case(ctx: CaseContext) -> dict:
     """``sparkml_dist.deep.run`` against ``TorchDistributor(local_mode=False)``, the same trivial 2-rank function."""
@@ -306,7 +306,7 @@ def feed_case(ctx: CaseContext) -> dict:
                           "torchdistributor_loader": as_baseline(f["torchdistributor_loader_rows_per_s"])}}
 
 
-@bench_case("deep", "estimator", variants=("ddp",), dataset="digits (LeNet-5)", quality="seconds",
+@bench_case("deep", "estimator", variants=("ddp",), dataset="digits (LeNet-5)", quality="seconds", min_slots=2,
             higher_is_better=False, sizes={"quick": {"epochs": 2}, "standard": {"epochs": 30}, "full": {"epochs": 30}})
 def estimator_case(ctx: CaseContext) -> dict:
     """``TorchEstimator`` (2 ranks, DDP) on digits end to end against the same training in one plain torch process."""

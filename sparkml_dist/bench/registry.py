@@ -87,6 +87,7 @@ class Case:
     quality: str
     higher_is_better: bool = True
     description: str = ""
+    min_slots: int = 1  # task slots the case needs at once (a 2-rank barrier stage: 2)
 
     @property
     def id(self) -> str:
@@ -99,7 +100,7 @@ CASES: dict[str, Case] = {}
 
 
 def bench_case(family: str, name: str, *, dataset: str, sizes: dict, quality: str, variants: tuple[str, ...] = ("",),
-               higher_is_better: bool = True, description: str = "") -> Callable:
+               higher_is_better: bool = True, description: str = "", min_slots: int = 1) -> Callable:
     """Register ``fn(ctx) -> dict`` as one case per variant (see the module docstring)."""
     unknown = sorted(set(sizes) - set(SUITES))
     if unknown:
@@ -108,7 +109,7 @@ def bench_case(family: str, name: str, *, dataset: str, sizes: dict, quality: st
     def wrap(fn: Callable[[CaseContext], dict]) -> Callable[[CaseContext], dict]:
         for variant in variants:
             case = Case(family, name, variant or "default", dataset, fn, dict(sizes), quality, higher_is_better,
-                        description or (fn.__doc__ or "").strip().split("\n")[0])
+                        description or (fn.__doc__ or "").strip().split("\n")[0], min_slots)
             CASES[case.id] = case
         return fn
 

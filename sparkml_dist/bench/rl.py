@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
 from sparkml_dist.bench.registry import CaseContext, bench_case  # noqa: E402
 
 
-@bench_case("rl", "rollout", variants=("batched8",), dataset="CartPole-v1", quality="steps_per_s",
+@bench_case("rl", "rollout", variants=("batched8",), dataset="CartPole-v1", quality="steps_per_s", min_slots=2,
             sizes={"quick": {"steps": 20_000}, "standard": {"steps": 100_000}, "full": {"steps": 200_000}})
 def rollout_case(ctx: CaseContext) -> dict:
     """Env steps/s per core inside a Spark task, 8 envs and one batched policy call per step, against 1 env per call;
@@ -308,6 +308,7 @@ def rollout_case(ctx: CaseContext) -> dict:
 
 
 @bench_case("rl", "cartpole", variants=("dppo", "impala", "apex"), dataset="CartPole-v1", quality="greedy_return",
+            min_slots=2,
             sizes={"standard": {"env": "CartPole-v1"}, "full": {"env": "CartPole-v1"}})
 def cartpole_case(ctx: CaseContext) -> dict:
     """Train on Spark (2 actors) until a greedy evaluation reaches the target; one-process PPO is the baseline."""
