@@ -30,8 +30,11 @@ def test_job_runs_in_process_and_writes_outputs(spark, tmp_path, job):
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("script,job,engine", [("train_kmeans.py", "kmeans", "mapreduce"),
-                                               ("train_fuzzy.py", "fuzzy_cmeans", "bsp")])
+@pytest.mark.parametrize("script,job,engine", [
+    ("train_kmeans.py", "kmeans", "mapreduce"),
+    # same spark-submit route; the BSP engine on the standalone cluster also runs in tests/test_cluster.py
+    pytest.param("train_fuzzy.py", "fuzzy_cmeans", "bsp", marks=pytest.mark.slow),
+])
 def test_job_by_spark_submit_on_standalone_cluster(standalone_cluster, tmp_path, script, job, engine):
     """Both engines across two executor JVMs: resident blocks stay on their executor, the barrier stage spans both."""
     from sparkml_dist.runtime.cluster import spark_submit
