@@ -151,3 +151,39 @@ def test_loader_streams_with_memory_bounded_by_the_shuffling_buffer(spark, cache
     np.testing.assert_array_equal(ordered[:rows], np.arange(rows))  # capacity 0: row order
     assert peak_ordered < dataset_bytes / 2
     conv.delete()
+
+
+@pytest.mark.parametrize("capacity", [0, 300])
+def test_inmemory_cache_all_serves_later_epochs_without_the_files(spark, cache_conf, capacity):
+    import shutil
+
+    conv = make_spark_converter(_frame(spark, rows=1000, parts=3), parquet_row_group_size_bytes=4096)
+    with conv.make_torch_dataloader(batch_size=128, num_epochs=3, shuffling_queue_capacity=capacity, seed=2,
+                                    cur_shard=1, shard_count=2, inmemory_cache_all=True) as loader:
+        it = iter(loader)
+        epochs = []
+        for e in range(3):
+            raw = [next(it) for _ in range(loader.batches_per_epoch)]
+            epochs.append([{k: t.clone() for k, t in b.items()} for b in raw])
+            if e == 0:  # the shard is in memory now: later epochs must not need the Parquet
+                shutil.rmtree(conv.cache_dir_url[len("file://"):])
+            for b in raw:  # batches changed in place must leave the cache alone
+                for t in b.values():
+                    t.fill_(-1)
+        with pytest.raises(StopIteration):
+            next(it)
+    ids = [np.concatenate([b["id"].numpy() for b in batches]) for batches in epochs]
+    for e, batches in zip(ids, epochs, strict=True):
+        assert [len(b["id"]) for b in batches] == [128, 128, 128, 116]  # shard 1 of 1000 rows: 500
+        assert sorted(e.tolist()) == list(range(500, 1000))  # exactly the shard's rows each epoch
+        x = np.concatenate([b["x"].numpy() for b in batches])
+        v = np.concatenate([b["v"].numpy() for b in batches])
+        np.testing.assert_array_equal(x, e * 0.5)  # rows stay whole: every column of a row moves together
+        np.testing.assert_array_equal(v[:, 1], -e)
+    if capacity:
+        assert not np.array_equal(ids[1], ids[2]) and not np.array_equal(ids[1], np.sort(ids[1]))
+    else:
+        assert all(np.array_equal(e, np.arange(500, 1000)) for e in ids)
+    # without the cache, a loader over the removed files fails: the epochs above came from memory
+    with conv.make_torch_dataloader(batch_size=128, num_epochs=1) as loader, pytest.raises(OSError):
+        list(loader)

@@ -130,6 +130,7 @@ print("DONE")
 """
 
 
+@pytest.mark.slow  # a session of its own in a subprocess (~30 s); the daemon's filter is unit-tested above
 def test_spark_sessions_show_no_daemon_broken_pipe_tracebacks():
     import os
     import subprocess

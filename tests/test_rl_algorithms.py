@@ -110,6 +110,21 @@ def test_resume_from_checkpoint(tmp_path):
         ALGORITHMS["seed"](totalSteps=8_192, **params).train()
 
 
+def test_impala_step_size_decays_linearly_to_zero_over_the_budget():
+    # lag-1 rounds: every update trains on one 16-step unroll of 8 envs from each of the 2 actors (256 env steps)
+    params = dict(LAG1, totalSteps=4_096, envsPerActor=8)
+    per_update, lr0 = 2 * 8 * 16, LAG1["learningRate"]
+    annealed = IMPALA(runner="local", **params).train()
+    rows = [h for h in annealed.history if "lr" in h]
+    assert len(rows) >= 5 and rows[-1]["updates"] == params["totalSteps"] // per_update
+    for h in rows:  # the step size of a row's newest update, the (updates - 1) before it already trained
+        assert h["lr"] == pytest.approx(lr0 * (1 - (h["updates"] - 1) * per_update / params["totalSteps"]))
+    assert rows[-1]["lr"] == pytest.approx(lr0 / 16)
+    fixed = IMPALA(runner="local", annealLr=False, **params).train()
+    assert {h["lr"] for h in fixed.history if "lr" in h} == {lr0}
+    assert not np.array_equal(get_flat(annealed.policy), get_flat(fixed.policy))
+
+
 @pytest.mark.parametrize("params, message", [
     (dict(env="NoSuchEnv-v0"), "env='NoSuchEnv-v0' is not a registered"),
     (dict(numActors=0), "numActors must be >= 1"),

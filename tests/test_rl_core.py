@@ -173,3 +173,66 @@ def test_vector_env_batches_and_final_obs():
     assert len(returns) == ends and all(8 <= x <= 20 for x in returns)
     assert env.steps == 480
     env.close()
+
+
+def test_vector_env_is_gymnasiums_same_step_sync_vector_env():
+    """The in-loop stepping reproduces gymnasium's SyncVectorEnv (same-step autoreset) exactly: obs, rewards, dones
+    and final observations, across episode ends."""
+    import gymnasium as gym
+
+    ref = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1") for _ in range(4)],
+                                   autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    ref_obs, _ = ref.reset(seed=[7, 8, 9, 10])
+    env = VectorEnv("CartPole-v1", 4, seed=7)
+    np.testing.assert_array_equal(env.obs, ref_obs)
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(300):
+        a = rng.integers(0, 2, 4)
+        obs, r, term, done, next_obs = env.step(a)
+        o, rr, te, tr, info = ref.step(a)
+        np.testing.assert_array_equal(obs, o)
+        np.testing.assert_array_equal(r, rr.astype(np.float32))
+        np.testing.assert_array_equal(done, te | tr)
+        np.testing.assert_array_equal(term, te)
+        for i in np.flatnonzero(te | tr):
+            np.testing.assert_array_equal(next_obs[i], info["final_obs"][i])
+            ended += 1
+    assert ended > 10
+    ref.close()
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_policy_act_matches_the_torch_distribution(env_id):
+    """``act`` runs the actor in numpy: its log-probabilities are those of the torch distribution the learners
+    train (within float32), greedy actions are its mode, sampled actions follow it, and a weight update is seen."""
+    from sparkml_dist.rl.algorithm import env_spaces
+    from sparkml_dist.rl.core.nets import ActorCritic
+
+    torch.manual_seed(0)
+    net = ActorCritic(*env_spaces(env_id))
+    obs = np.random.default_rng(1).normal(size=(256, net.actor[0].in_features)).astype(np.float32)
+
+    def check():
+        actions, logp = net.act(obs, rng=np.random.default_rng(2))
+        with torch.no_grad():
+            dist = net.dist(torch.as_tensor(obs))
+            ref = net.log_prob(dist, torch.as_tensor(actions)).numpy()
+            greedy, _ = net.act(obs, greedy=True)
+            mode = dist.probs.argmax(-1).numpy() if net.discrete else dist.mean.numpy()
+        np.testing.assert_allclose(logp, ref, rtol=1e-4, atol=1e-4)  # float32 arithmetic in another order
+        np.testing.assert_allclose(greedy, mode, rtol=1e-5, atol=1e-6)
+        return dist
+
+    dist = check()
+    if net.discrete:  # sampling: the empirical action frequencies of one state follow its probabilities
+        many = np.repeat(obs[:1], 20_000, axis=0)
+        actions, _ = net.act(many, rng=np.random.default_rng(3))
+        freq = np.bincount(actions, minlength=2) / len(actions)
+        np.testing.assert_allclose(freq, dist.probs[0].numpy(), atol=0.015)
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)  # an in-place update: act must use the new weights
+    loss = net.dist(torch.as_tensor(obs)).entropy().sum() if net.discrete else net.actor(torch.as_tensor(obs)).sum()
+    loss.backward()
+    opt.step()
+    check()

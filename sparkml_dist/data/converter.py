@@ -93,7 +93,8 @@ class SparkDatasetConverter:
     def make_torch_dataloader(self, batch_size: int = 32, num_epochs: int | None = None, workers_count: int = 4,
                               shuffling_queue_capacity: int = 0, cur_shard: int | None = None,
                               shard_count: int | None = None, seed: int | None = None,
-                              schema_fields: list[str] | None = None, **reader_kwargs) -> TorchDataLoader:
+                              schema_fields: list[str] | None = None, inmemory_cache_all: bool = False,
+                              **reader_kwargs) -> TorchDataLoader:
         """A context manager over a loader of ``{column: tensor}`` batches (petastorm's signature).
 
         Parameters
@@ -113,6 +114,10 @@ class SparkDatasetConverter:
             Shuffle seed (``None``: 0).
         schema_fields : list of str, optional
             Columns to read (default: all).
+        inmemory_cache_all : bool
+            Keep the shard's decoded rows in memory after the first epoch (the name petastorm's and Horovod's loaders
+            use); later epochs read no Parquet: each is a seeded permutation of the whole shard taken batch by batch.
+            Memory: the shard's rows. Use it when the shard fits and there are several epochs.
         """
         if reader_kwargs:
             raise TypeError(f"make_torch_dataloader: unsupported petastorm reader arguments {sorted(reader_kwargs)}")
@@ -131,7 +136,8 @@ class SparkDatasetConverter:
         if shuffling_queue_capacity < 0:
             raise ValueError(f"shuffling_queue_capacity={shuffling_queue_capacity}: must be >= 0")
         return TorchDataLoader(self, batch_size, num_epochs, max(1, int(workers_count or 1)),
-                               int(shuffling_queue_capacity), cur_shard, shard_count, int(seed or 0), schema_fields)
+                               int(shuffling_queue_capacity), cur_shard, shard_count, int(seed or 0), schema_fields,
+                               bool(inmemory_cache_all))
 
     def delete(self) -> None:
         """Remove the cached Parquet files (and forget this converter)."""
@@ -155,8 +161,9 @@ class TorchDataLoader:
 
     def __init__(self, converter: SparkDatasetConverter, batch_size: int, num_epochs: int | None, threads: int,
                  shuffling_queue_capacity: int, cur_shard: int, shard_count: int, seed: int,
-                 columns: list[str] | None):
+                 columns: list[str] | None, inmemory_cache_all: bool = False):
         self.converter = converter
+        self.inmemory_cache_all = inmemory_cache_all
         self.batch_size = batch_size
         self.num_epochs = num_epochs
         self.threads = threads
@@ -277,17 +284,46 @@ class TorchDataLoader:
         import torch
 
         pieces = self._plan()
+        keep = self.inmemory_cache_all and (self.num_epochs is None or self.num_epochs > 1)
+        cached: dict[str, np.ndarray] | None = None
         epoch = 0
         while self.num_epochs is None or epoch < self.num_epochs:
             rng = np.random.default_rng([self.seed, epoch, self.cur_shard]) if self.shuffle else None
-            order = [pieces[i] for i in rng.permutation(len(pieces))] if rng is not None else pieces
-            chunks = self._chunks(order)
-            if self.threads > 1:
-                chunks = _read_ahead(chunks, self.threads)
-            batches = self._shuffled(chunks, rng) if rng is not None else self._ordered(chunks)
+            kept: list[dict[str, np.ndarray]] = []
+            if cached is not None:
+                batches = _from_memory(cached, self.batch_size, rng)
+            else:
+                order = [pieces[i] for i in rng.permutation(len(pieces))] if rng is not None else pieces
+                chunks = self._chunks(order)
+                if self.threads > 1:
+                    chunks = _read_ahead(chunks, self.threads)
+                if keep:
+                    chunks = _keeping(chunks, kept)
+                batches = self._shuffled(chunks, rng) if rng is not None else self._ordered(chunks)
             for batch in batches:
                 yield {k: _tensor(k, v, torch) for k, v in batch.items()}
+            if keep and cached is None:  # only a whole epoch's rows become the cache
+                cached = _concat(kept) if kept else {}
             epoch += 1
+
+
+def _keeping(chunks: Iterator[dict[str, np.ndarray]], kept: list) -> Iterator[dict[str, np.ndarray]]:
+    """``chunks`` passed through, each also appended to ``kept`` (the chunks are not written to afterwards)."""
+    for chunk in chunks:
+        kept.append(chunk)
+        yield chunk
+
+
+def _from_memory(cached: dict[str, np.ndarray], batch_size: int, rng) -> Iterator[dict[str, np.ndarray]]:
+    """One epoch over the cached shard: a seeded permutation taken ``batch_size`` rows at a time, or row order."""
+    n = _rows(cached)
+    order = rng.permutation(n) if rng is not None else None
+    for i in range(0, n, batch_size):
+        if order is None:  # copied: a batch tensor changed in place must not change the cache
+            yield {k: v[i:i + batch_size].copy() for k, v in cached.items()}
+        else:
+            idx = order[i:i + batch_size]
+            yield {k: v.take(idx, axis=0) for k, v in cached.items()}
 
 
 def _read_ahead(chunks: Iterator, depth: int) -> Iterator:

@@ -30,6 +30,8 @@ from sparkml_dist.rl.core.vtrace import vtrace
 @dataclass(kw_only=True)
 class ImpalaConfig(RLConfig):
     learningRate: float = param(1e-3, "Adam step size", gt=0.0)
+    annealLr: bool = param(True, "decay the step size linearly to 0 over totalSteps (the paper's schedule; a long "
+                                 "run at a fixed step size can collapse after it has learned)")
     unrollLength: int = param(32, "steps per actor unroll (T)", min=1)
     batchUnrolls: int = param(0, "unrolls per learner update (0: numActors; lag1 always uses numActors)", min=0)
     entropyCoef: float = param(0.01, "entropy bonus weight", min=0.0)
@@ -91,6 +93,7 @@ class ImpalaLearner:
         self.opt = torch.optim.Adam(self.net.parameters(), lr=c.learningRate, eps=1e-5)
         self.batch = c.numActors if (c.lagMode == "lag1" or not c.batchUnrolls) else c.batchUnrolls
         self.version = 0
+        self.steps_trained = 0  # env steps in the unrolls of every update so far (the step-size schedule's clock)
         self.pending: list[dict] = []
 
     def reply(self):
@@ -129,18 +132,31 @@ class ImpalaLearner:
         self.opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.maxGradNorm)
+        lr = self.step_size()
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         self.opt.step()
+        self.steps_trained += T * B
         lag = float(np.mean([self.version - u["version"] for u in unrolls]))
         self.version += 1
-        return {"loss": loss.item(), "policy_lag": lag, "entropy": entropy.item(), "updates": 1}
+        return {"loss": loss.item(), "policy_lag": lag, "entropy": entropy.item(), "lr": lr, "updates": 1}
+
+    def step_size(self) -> float:
+        """``learningRate``, decayed linearly to 0 at ``totalSteps`` trained env steps when ``annealLr``."""
+        c = self.config
+        if not c.annealLr:
+            return c.learningRate
+        return c.learningRate * max(0.0, 1.0 - self.steps_trained / c.totalSteps)
 
     def state_dict(self) -> dict:
-        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "version": self.version}
+        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "version": self.version,
+                "steps_trained": self.steps_trained}
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
         self.version = state["version"]
+        self.steps_trained = int(state.get("steps_trained", 0))
 
 
 class IMPALA(Algorithm):

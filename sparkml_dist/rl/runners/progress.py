@@ -91,7 +91,7 @@ class Progress:
         row = {"env_steps": self.env_steps, "return": self.mean_return(), "episodes": self.episodes,
                "updates": self.updates, "seconds": seconds,
                "env_steps_per_s": steps / max(seconds - prev, 1e-9)}
-        for key in ("loss", "policy_lag"):
+        for key in ("loss", "policy_lag", "lr"):
             if key in self.last_metrics:
                 row[key] = float(self.last_metrics[key])
         self.history.append(row)
