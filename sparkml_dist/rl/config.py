@@ -47,6 +47,15 @@ class RLConfig:
         return dataclasses.asdict(self)
 
 
+def annealed_lr(optimizer, learning_rate: float, done: float, total: float) -> float:
+    """Set every param group of ``optimizer`` to ``learning_rate`` decayed linearly to 0 at ``done == total`` (the
+    PPO and IMPALA papers' schedule, behind each algorithm's ``annealLr``); returns the step size set."""
+    lr = learning_rate * max(0.0, 1.0 - done / total)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
 def config_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 

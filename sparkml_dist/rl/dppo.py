@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from sparkml_dist.rl.algorithm import Algorithm
-from sparkml_dist.rl.config import RLConfig, param
+from sparkml_dist.rl.config import RLConfig, annealed_lr, param
 from sparkml_dist.rl.core.envs import VectorEnv
 from sparkml_dist.rl.core.gae import gae
 from sparkml_dist.rl.core.nets import ActorCritic, get_flat, get_flat_grad, set_flat_grad
@@ -153,8 +153,7 @@ class DPPO(Algorithm):
         try:
             while not progress.done:
                 if c.annealLr:
-                    done_updates = progress.env_steps // per_update
-                    opt.param_groups[0]["lr"] = (1.0 - done_updates / updates) * c.learningRate
+                    annealed_lr(opt, c.learningRate, progress.env_steps // per_update, updates)
                 infos = [w.collect(net) for w in workers]
                 losses = []
                 for _ in range(c.updateEpochs):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from sparkml_dist.rl.algorithm import Algorithm
-from sparkml_dist.rl.config import RLConfig, param
+from sparkml_dist.rl.config import RLConfig, annealed_lr, param
 from sparkml_dist.rl.core.envs import VectorEnv
 from sparkml_dist.rl.core.nets import ActorCritic, get_flat, set_flat
 from sparkml_dist.rl.core.vtrace import vtrace
@@ -30,8 +30,7 @@ from sparkml_dist.rl.core.vtrace import vtrace
 @dataclass(kw_only=True)
 class ImpalaConfig(RLConfig):
     learningRate: float = param(1e-3, "Adam step size", gt=0.0)
-    annealLr: bool = param(True, "decay the step size linearly to 0 over totalSteps (the paper's schedule; a long "
-                                 "run at a fixed step size can collapse after it has learned)")
+    annealLr: bool = param(True, "decay the step size linearly to 0 over totalSteps (the paper's schedule)")
     unrollLength: int = param(32, "steps per actor unroll (T)", min=1)
     batchUnrolls: int = param(0, "unrolls per learner update (0: numActors; lag1 always uses numActors)", min=0)
     entropyCoef: float = param(0.01, "entropy bonus weight", min=0.0)
@@ -132,21 +131,13 @@ class ImpalaLearner:
         self.opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.maxGradNorm)
-        lr = self.step_size()
-        for group in self.opt.param_groups:
-            group["lr"] = lr
+        lr = (annealed_lr(self.opt, c.learningRate, self.steps_trained, c.totalSteps) if c.annealLr
+              else c.learningRate)
         self.opt.step()
         self.steps_trained += T * B
         lag = float(np.mean([self.version - u["version"] for u in unrolls]))
         self.version += 1
         return {"loss": loss.item(), "policy_lag": lag, "entropy": entropy.item(), "lr": lr, "updates": 1}
-
-    def step_size(self) -> float:
-        """``learningRate``, decayed linearly to 0 at ``totalSteps`` trained env steps when ``annealLr``."""
-        c = self.config
-        if not c.annealLr:
-            return c.learningRate
-        return c.learningRate * max(0.0, 1.0 - self.steps_trained / c.totalSteps)
 
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "version": self.version,

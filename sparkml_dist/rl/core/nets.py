@@ -78,16 +78,18 @@ class ActorCritic(nn.Module):
         the same whether its actors share one process (local runner) or not (Spark tasks).
         """
         out = _forward_numpy(self.actor, np.asarray(obs, dtype=np.float32), self._actor_weights())
-        rng = rng if rng is not None else (None if greedy else np.random.default_rng())
+        if rng is None and not greedy:
+            rng = np.random.default_rng()
         if self.discrete:
-            logp = out - out.max(-1, keepdims=True)
-            logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+            shifted = out - out.max(-1, keepdims=True)
+            weights = np.exp(shifted)
+            total = weights.sum(-1, keepdims=True)
             if greedy:
-                actions = logp.argmax(-1)
+                actions = out.argmax(-1)
             else:
-                cdf = np.exp(logp).cumsum(-1)
-                u = rng.random((cdf.shape[0], 1))
-                actions = np.minimum((cdf < u).sum(-1), cdf.shape[-1] - 1)
+                u = rng.random((out.shape[0], 1)) * total  # inverse CDF on the unnormalised weights
+                actions = np.minimum((weights.cumsum(-1) < u).sum(-1), out.shape[-1] - 1)
+            logp = shifted - np.log(total)
             return actions, logp[np.arange(len(actions)), actions]
         log_std = self.log_std.detach().numpy()
         if greedy:
