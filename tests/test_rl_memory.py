@@ -82,3 +82,36 @@ def test_runtime_watch_counts_the_actor_processes(spark):
     held.clear()
     actor_mb = [float(m) for m in re.findall(r"actor \d \(pid \d+\) (\d+) MB", str(err.value))]
     assert all(mb > 50 for mb in actor_mb), err.value  # real Python workers with torch loaded
+
+
+@pytest.mark.parametrize("name", ["impala", "seed", "apex"])
+def test_acting_actors_run_without_torch(name):
+    """IMPALA, SEED and Ape-X actors are numpy + gymnasium: a fresh interpreter that unpickles the factory a Spark
+    task gets (cloudpickle, as run_barrier ships it), builds actor 1 and runs it on the learner's weights never
+    imports torch, and its RSS stays a fraction of a torch process's (the ~240 MB each actor process saves)."""
+    import subprocess
+    import sys
+
+    import cloudpickle
+
+    from sparkml_dist.rl.core.nets import get_flat
+
+    algo = ALGORITHMS[name](env="CartPole-v1", numActors=2, envsPerActor=8)
+    reply = (3, get_flat(algo.make_policy())) if name != "seed" else np.zeros(8, dtype=np.int64)
+    blob = cloudpickle.dumps((algo.actor_factory(), reply))
+    code = f"""
+import pickle, sys
+from sparkml_dist.rl.runners.task import actor_task  # the task body's module
+factory, reply = pickle.loads({blob!r})
+actor = factory(1, 0)
+first = actor.act(None)
+steps = sum(actor.act(reply)["steps"] for _ in range(20))
+rss = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) // 1024
+print("torch" in sys.modules, steps, rss)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    torch_loaded, steps, rss = out.stdout.split()
+    assert torch_loaded == "False"
+    assert int(steps) >= 20 * 8  # it acted: 20 calls on 8 envs (a whole unroll each for IMPALA / Ape-X)
+    assert int(rss) < 150, rss  # a torch process is ~290 MB here

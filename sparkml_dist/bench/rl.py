@@ -37,29 +37,35 @@ TARGETS = {
 }
 
 
-def _rollout_task(ctx, env_id: str, envs: int, steps: int, policy: bool, seed: int) -> dict:
-    """Step ``envs`` envs for ``steps`` env steps in this task: batched MLP policy, or random actions."""
-    import torch
-
-    from sparkml_dist.rl.algorithm import env_spaces
+def _rollout_task(ctx, env_id: str, envs: int, steps: int, policy: tuple | None, seed: int) -> dict:
+    """Step ``envs`` envs for ``steps`` env steps in this task, as an IMPALA actor does: the numpy policy on the
+    learner's weights (``policy``: ``(layout, flat weights)``; no torch in the task), or random actions."""
     from sparkml_dist.rl.core.envs import VectorEnv
-    from sparkml_dist.rl.core.nets import ActorCritic
+    from sparkml_dist.rl.core.policy import make_numpy_policy
 
-    torch.set_num_threads(1)
     env = VectorEnv(env_id, envs, seed + ctx.rank * 100)
-    obs_space, action_space = env_spaces(env_id)
-    net = ActorCritic(obs_space, action_space) if policy else None
+    net = make_numpy_policy(*policy) if policy is not None else None
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     for _ in range(steps // envs):
         if net is not None:
             actions, _ = net.act(env.obs, rng=rng)
         else:
-            actions = rng.integers(0, action_space.n, envs)
+            actions = rng.integers(0, env.action_space.n, envs)
         env.step(actions)
     seconds = time.perf_counter() - start
     env.close()
     return {"steps": env.steps, "seconds": seconds}
+
+
+def _policy(env_id: str) -> tuple:
+    """A freshly initialised actor-critic's numpy layout and weights (what IMPALA's actors receive)."""
+    from sparkml_dist.rl import IMPALA
+    from sparkml_dist.rl.core.nets import get_flat
+
+    algo = IMPALA(env=env_id)
+    net = algo.make_policy()
+    return algo.layout(), get_flat(net)
 
 
 def throughput(spark, steps: int = 200_000, env_id: str = "CartPole-v1") -> dict:
@@ -68,12 +74,13 @@ def throughput(spark, steps: int = 200_000, env_id: str = "CartPole-v1") -> dict
     from sparkml_dist.runtime.barrier import run_barrier
 
     out = {}
-    # a short stage first: the Python workers start and import torch/gymnasium once (otherwise the first measured
+    # a short stage first: the Python workers start and import numpy/gymnasium once (otherwise the first measured
     # stage pays it and its "Spark share" and the 2-over-1 scaling are the cold start's)
-    run_barrier(_rollout_task, 2, spark=spark, args=(env_id, 8, 800, True, 0))
+    policy = _policy(env_id)
+    run_barrier(_rollout_task, 2, spark=spark, args=(env_id, 8, 800, policy, 0))
     for label, envs in (("batched8", 8), ("batch1", 1)):
         for world in (1, 2):
-            res = run_barrier(_rollout_task, world, spark=spark, args=(env_id, envs, steps, True, 0))
+            res = run_barrier(_rollout_task, world, spark=spark, args=(env_id, envs, steps, policy, 0))
             task = max(r["seconds"] for r in res)
             out[f"{label}_x{world}"] = {
                 "per_core_steps_per_s": float(np.mean([r["steps"] / r["seconds"] for r in res])),
@@ -108,7 +115,7 @@ def ale(spark, frames: int = 20_000) -> dict:
             env.reset()
     raw = frames / (time.perf_counter() - start)
     env.close()
-    res = run_barrier(_rollout_task, 1, spark=spark, args=("ALE/Pong-v5", 8, frames // 4, False, 0))
+    res = run_barrier(_rollout_task, 1, spark=spark, args=("ALE/Pong-v5", 8, frames // 4, None, 0))
     return {"raw_frames_per_s": raw, "in_task_frames_per_s": 4 * res[0]["steps"] / res[0]["seconds"],
             "spark_share": 1.0 - res[0]["seconds"] / res.seconds}
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
+from sparkml_dist.rl.actors import UnrollActor
 from sparkml_dist.rl.algorithm import Algorithm
 from sparkml_dist.rl.config import RLConfig, param
 from sparkml_dist.rl.core.gae import gae
-from sparkml_dist.rl.core.nets import ActorCritic, get_flat_grad
-from sparkml_dist.rl.impala import UnrollActor
+from sparkml_dist.rl.core.nets import ActorCritic, get_flat_grad, set_flat
 from sparkml_dist.rl.parameter_server import ParameterServer
 
 
@@ -36,14 +36,18 @@ class A3CActor(UnrollActor):
     """An unroll actor that turns each unroll into a gradient."""
 
     def __init__(self, algo: Algorithm, actor_id: int, generation: int):
-        super().__init__(algo, actor_id, generation, length=algo.config.tMax)
-        self.config = algo.config
+        c = self.config = algo.config
+        super().__init__(actor_id, generation, env=c.env, envs=c.envsPerActor, seed=c.seed, length=c.tMax,
+                         layout=algo.layout())
+        self.net = algo.make_policy()  # the torch twin of the acting policy, for the gradient
 
     def act(self, reply):
+        if reply is not None and reply[0] != self.version:
+            set_flat(self.net, reply[1])
         unroll = super().act(reply)
         if unroll is None:
             return None
-        c, net = self.config, self.policy
+        c, net = self.config, self.net
         T, B = unroll["rewards"].shape
         obs = torch.as_tensor(unroll["obs"]).reshape((T + 1) * B, -1)
         values = net.value(obs).reshape(T + 1, B)

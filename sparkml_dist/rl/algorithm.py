@@ -54,6 +54,10 @@ class Learner(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
+def _make_actor(algo: Algorithm, actor_id: int, generation: int) -> Actor:
+    return algo.make_actor(actor_id, generation)
+
+
 @functools.lru_cache(maxsize=32)
 def env_spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
     env = make_env_fn(env_id)()
@@ -90,7 +94,19 @@ class Algorithm:
         raise NotImplementedError
 
     def make_actor(self, actor_id: int, generation: int = 0) -> Actor:
-        raise NotImplementedError
+        """Actor ``actor_id`` (local runner and Spark tasks alike). Override this or :meth:`actor_factory`."""
+        return self.actor_factory()(actor_id, generation)
+
+    def actor_factory(self) -> Callable[[int, int], Actor]:
+        """What a Spark task calls to build its actor: ``factory(actor_id, generation)``, pickled to the task.
+
+        The default ships the whole algorithm and calls :meth:`make_actor` there (its actor may train with torch:
+        A3C, GORILA). IMPALA, SEED and Ape-X override it with a ``functools.partial`` of a
+        :mod:`~sparkml_dist.rl.actors` class over plain values, so their tasks never import torch.
+        """
+        if type(self).make_actor is Algorithm.make_actor:
+            raise NotImplementedError(f"{type(self).__name__} defines neither make_actor nor actor_factory")
+        return functools.partial(_make_actor, self)
 
     def make_learner(self) -> Learner:
         raise NotImplementedError
@@ -118,7 +134,20 @@ class Algorithm:
 
     def actor_seed(self, actor_id: int, generation: int) -> int:
         """Env seeds of an actor: distinct per actor and per relaunch (a replaced actor does not replay episodes)."""
-        return self.config.seed * 1_000_003 + actor_id * 10_007 + generation * 1_009 + 1
+        from sparkml_dist.rl.actors import actor_seed
+
+        return actor_seed(self.config.seed, actor_id, generation)
+
+    def layout(self) -> dict:
+        """The policy's numpy layout (:func:`~sparkml_dist.rl.core.nets.numpy_layout`), for torch-free actors."""
+        from sparkml_dist.rl.core.nets import numpy_layout
+
+        return numpy_layout(self.make_policy())
+
+    def nstep_actor_kwargs(self) -> dict:
+        """The arguments of an :class:`~sparkml_dist.rl.actors.NStepActor` (Ape-X, GORILA)."""
+        c = self.config
+        return dict(env=c.env, envs=c.envsPerActor, seed=c.seed, n_step=c.nStep, gamma=c.gamma, layout=self.layout())
 
     def validate(self) -> None:
         """Every check a run needs, before any Spark work: params, env id, action space, budget."""

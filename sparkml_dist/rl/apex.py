@@ -12,18 +12,18 @@ importance sampling, writes the new ``|TD|`` back and syncs the target network e
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sparkml_dist.rl.actors import ApeXActor
 from sparkml_dist.rl.algorithm import Algorithm
 from sparkml_dist.rl.config import RLConfig, param
-from sparkml_dist.rl.core.envs import VectorEnv
 from sparkml_dist.rl.core.epsilon import apex_epsilons
-from sparkml_dist.rl.core.nets import QNetwork, get_flat, set_flat
-from sparkml_dist.rl.core.nstep import nstep_targets
+from sparkml_dist.rl.core.nets import QNetwork, get_flat
 from sparkml_dist.rl.core.replay import PrioritizedReplay, replay_nbytes
 
 
@@ -52,79 +52,6 @@ def td_target(net, target, batch: dict, double: bool = True) -> torch.Tensor:
         a_next = net(next_obs).argmax(-1, keepdim=True) if double else q_next.argmax(-1, keepdim=True)
         boot = q_next.gather(-1, a_next).squeeze(-1)
         return torch.as_tensor(batch["reward"]) + torch.as_tensor(batch["discount"]) * boot
-
-
-class NStepActor:
-    """Epsilon-greedy actor producing n-step transitions; the part Ape-X and GORILA share."""
-
-    def __init__(self, algo: Algorithm, actor_id: int, generation: int):
-        c = self.config = algo.config
-        seed = algo.actor_seed(actor_id, generation)
-        self.env = VectorEnv(c.env, c.envsPerActor, seed)
-        self.rng = np.random.default_rng(seed)
-        self.net = algo.make_policy()
-        self.version = -1
-        self.carry: dict | None = None  # the last n-1 steps, whose windows close in the next shipment
-
-    def load(self, reply) -> None:
-        version, weights = reply
-        if version != self.version:
-            set_flat(self.net, weights)
-            self.version = version
-
-    def rollout(self, steps: int, epsilon: float) -> tuple[dict, int]:
-        """``steps`` steps on every env; returns the transitions whose n-step windows closed, flattened."""
-        env, n = self.env, self.config.nStep
-        cols = {k: [] for k in ("obs", "action", "reward", "terminated", "done", "next_obs")}
-        for _ in range(steps):
-            a, _ = self.net.act(env.obs, greedy=False, epsilon=epsilon, rng=self.rng)
-            cols["obs"].append(env.obs)
-            _, r, term, done, next_obs = env.step(a)
-            for k, v in (("action", a), ("reward", r), ("terminated", term), ("done", done), ("next_obs", next_obs)):
-                cols[k].append(v)
-        window = {k: np.stack(v) for k, v in cols.items()}
-        if self.carry is not None:
-            window = {k: np.concatenate([self.carry[k], window[k]]) for k in window}
-        W = len(window["reward"])
-        emit = W - (n - 1)
-        self.carry = {k: v[max(emit, 0):] for k, v in window.items()}
-        if emit <= 0:
-            return {}, steps * env.num_envs
-        R, disc, last = nstep_targets(window["reward"], window["terminated"], window["done"], self.config.gamma, n)
-        b_idx = np.arange(env.num_envs)[None, :]
-        out = {"obs": window["obs"][:emit], "action": window["action"][:emit], "reward": R[:emit],
-               "discount": disc[:emit], "next_obs": window["next_obs"][last[:emit], b_idx]}
-        flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in out.items()}
-        flat["obs"] = flat["obs"].astype(np.float32)
-        flat["next_obs"] = flat["next_obs"].astype(np.float32)
-        flat["reward"] = flat["reward"].astype(np.float32)
-        flat["discount"] = flat["discount"].astype(np.float32)
-        return flat, steps * env.num_envs
-
-    def close(self) -> None:
-        self.env.close()
-
-
-class ApeXActor(NStepActor):
-    def __init__(self, algo: Algorithm, actor_id: int, generation: int):
-        super().__init__(algo, actor_id, generation)
-        c = algo.config
-        self.epsilon = float(apex_epsilons(c.numActors, c.epsilon, c.epsilonAlpha)[actor_id])
-
-    def act(self, reply):
-        if reply is None:
-            return None
-        self.load(reply)
-        batch, steps = self.rollout(self.config.unrollLength, self.epsilon)
-        payload = {"steps": steps, "returns": self.env.drain_returns(), "version": self.version,
-                   "epsilon": self.epsilon}
-        if batch:
-            with torch.no_grad():
-                q = self.net(torch.as_tensor(batch["obs"])).gather(
-                    -1, torch.as_tensor(batch["action"]).long().unsqueeze(-1)).squeeze(-1)
-                batch["priority"] = (td_target(self.net, self.net, batch) - q).abs().numpy()
-            payload["batch"] = batch
-        return payload
 
 
 def replay_fields(algo: Algorithm) -> dict:
@@ -221,8 +148,10 @@ class ApeX(Algorithm):
         obs_space, action_space = self.spaces()
         return QNetwork(obs_space, action_space)
 
-    def make_actor(self, actor_id: int, generation: int = 0):
-        return ApeXActor(self, actor_id, generation)
+    def actor_factory(self):
+        c = self.config
+        epsilons = [float(e) for e in apex_epsilons(c.numActors, c.epsilon, c.epsilonAlpha)]
+        return functools.partial(ApeXActor, epsilons=epsilons, length=c.unrollLength, **self.nstep_actor_kwargs())
 
     def make_learner(self):
         return ApeXLearner(self)

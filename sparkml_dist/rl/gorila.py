@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from sparkml_dist.rl.actors import NStepActor
 from sparkml_dist.rl.algorithm import Algorithm
-from sparkml_dist.rl.apex import NStepActor, replay_fields, td_target
+from sparkml_dist.rl.apex import replay_fields, td_target
 from sparkml_dist.rl.config import RLConfig, param
 from sparkml_dist.rl.core.epsilon import linear_schedule
 from sparkml_dist.rl.core.nets import QNetwork, get_flat_grad, set_flat
@@ -43,8 +44,9 @@ class GorilaConfig(RLConfig):
 
 class GorilaActor(NStepActor):
     def __init__(self, algo: Algorithm, actor_id: int, generation: int):
-        super().__init__(algo, actor_id, generation)
-        c = algo.config
+        super().__init__(actor_id, generation, **algo.nstep_actor_kwargs())
+        c = self.config = algo.config
+        self.net = algo.make_policy()  # the torch twin of the acting policy, for the gradient
         self.target = algo.make_policy()
         self.target_epoch = -1
         self.replay = PrioritizedReplay(c.bufferSize, replay_fields(algo), alpha=0.0, beta=0.0)
@@ -55,8 +57,10 @@ class GorilaActor(NStepActor):
         if reply is None:
             return None
         c = self.config
-        self.load(reply)
         version, weights = reply
+        if version != self.version:
+            set_flat(self.net, weights)
+        self.load(reply)
         if version // c.targetUpdate != self.target_epoch:
             set_flat(self.target, weights)
             self.target_epoch = version // c.targetUpdate

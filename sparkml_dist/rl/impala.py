@@ -15,15 +15,16 @@ scheme); a run is reproducible bit for bit, on either runner::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from sparkml_dist.rl.actors import UnrollActor
 from sparkml_dist.rl.algorithm import Algorithm
 from sparkml_dist.rl.config import RLConfig, annealed_lr, param
-from sparkml_dist.rl.core.envs import VectorEnv
-from sparkml_dist.rl.core.nets import ActorCritic, get_flat, set_flat
+from sparkml_dist.rl.core.nets import ActorCritic, get_flat
 from sparkml_dist.rl.core.vtrace import vtrace
 
 
@@ -39,47 +40,6 @@ class ImpalaConfig(RLConfig):
     cBar: float = param(1.0, "V-trace trace clip (c bar)", gt=0.0)
     lagMode: str = param("async", "'async' (newest weights) or 'lag1' (deterministic, one version behind)",
                          choices=("async", "lag1"))
-
-
-class UnrollActor:
-    """Steps ``envsPerActor`` envs for ``unrollLength`` steps per call with one batched policy call per step."""
-
-    def __init__(self, algo: Algorithm, actor_id: int, generation: int, length: int | None = None):
-        c = algo.config
-        seed = algo.actor_seed(actor_id, generation)
-        self.env = VectorEnv(c.env, c.envsPerActor, seed)
-        self.rng = np.random.default_rng(seed)
-        self.policy = algo.make_policy()
-        self.T = length or c.unrollLength
-        self.version = -1
-
-    def act(self, reply):
-        if reply is None:
-            return None
-        version, weights = reply
-        if version != self.version:
-            set_flat(self.policy, weights)
-            self.version = version
-        env, T, B = self.env, self.T, self.env.num_envs
-        obs = np.empty((T + 1, B, *env.observation_space.shape), dtype=np.float32)
-        actions = None
-        logp = np.empty((T, B), dtype=np.float32)
-        rewards = np.empty((T, B), dtype=np.float32)
-        dones = np.empty((T, B), dtype=np.float32)
-        for t in range(T):
-            obs[t] = env.obs
-            a, lp = self.policy.act(env.obs, rng=self.rng)
-            if actions is None:
-                actions = np.empty((T, *a.shape), dtype=a.dtype)
-            actions[t], logp[t] = a, lp
-            _, rewards[t], _, d, _ = env.step(self.policy.env_action(a))
-            dones[t] = d
-        obs[T] = env.obs
-        return {"obs": obs, "actions": actions, "logp": logp, "rewards": rewards, "dones": dones,
-                "version": self.version, "steps": T * B, "returns": env.drain_returns()}
-
-    def close(self) -> None:
-        self.env.close()
 
 
 class ImpalaLearner:
@@ -164,8 +124,10 @@ class IMPALA(Algorithm):
         obs_space, action_space = self.spaces()
         return ActorCritic(obs_space, action_space, self.config.hidden)
 
-    def make_actor(self, actor_id: int, generation: int = 0):
-        return UnrollActor(self, actor_id, generation)
+    def actor_factory(self):
+        c = self.config
+        return functools.partial(UnrollActor, env=c.env, envs=c.envsPerActor, seed=c.seed, length=c.unrollLength,
+                                 layout=self.layout())
 
     def make_learner(self):
         return ImpalaLearner(self)

@@ -11,6 +11,7 @@ envs instead of ``envsPerActor``. Trajectories never travel as batches; the lear
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
@@ -19,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sparkml_dist.rl.actors import EnvActor
 from sparkml_dist.rl.algorithm import Algorithm
 from sparkml_dist.rl.config import param
-from sparkml_dist.rl.core.envs import VectorEnv
 from sparkml_dist.rl.impala import IMPALA, ImpalaConfig, ImpalaLearner
 
 
@@ -30,25 +31,6 @@ class SeedConfig(ImpalaConfig):
     lagMode: str = param("async", "SEED's actions always come from the newest weights", choices=("async",))
     overlapTraining: bool = param(True, "spark runner: V-trace updates on a learner thread, overlapping the "
                                         "batched inference (the local runner always trains inline)")
-
-
-class EnvActor:
-    """Steps its envs with the actions the learner sent; sends back what the learner needs."""
-
-    def __init__(self, algo: Algorithm, actor_id: int, generation: int):
-        c = algo.config
-        self.env = VectorEnv(c.env, c.envsPerActor, algo.actor_seed(actor_id, generation))
-
-    def act(self, reply):
-        env = self.env
-        if reply is None:
-            return {"obs": env.obs.copy(), "first": True, "steps": 0, "returns": []}
-        _, rewards, _, dones, _ = env.step(reply)
-        return {"obs": env.obs.copy(), "rewards": rewards, "dones": dones.astype(np.float32),
-                "steps": env.num_envs, "returns": env.drain_returns()}
-
-    def close(self) -> None:
-        self.env.close()
 
 
 class SeedLearner(ImpalaLearner):
@@ -211,8 +193,9 @@ class SEED(IMPALA):
     def mode(self) -> str:
         return "inference"
 
-    def make_actor(self, actor_id: int, generation: int = 0):
-        return EnvActor(self, actor_id, generation)
+    def actor_factory(self):
+        c = self.config
+        return functools.partial(EnvActor, env=c.env, envs=c.envsPerActor, seed=c.seed)
 
     def make_learner(self):
         return SeedLearner(self)

@@ -1,12 +1,28 @@
-"""Framework-free RL cores shared by every algorithm and both runners (numpy / torch, no Spark)."""
+"""Framework-free RL cores shared by every algorithm and both runners (numpy / torch, no Spark).
 
-from sparkml_dist.rl.core.envs import VectorEnv, check_env_id, make_env_fn
-from sparkml_dist.rl.core.epsilon import apex_epsilons, linear_schedule
-from sparkml_dist.rl.core.gae import gae
-from sparkml_dist.rl.core.nets import ActorCritic, QNetwork, get_flat, set_flat
-from sparkml_dist.rl.core.nstep import nstep_targets
-from sparkml_dist.rl.core.replay import PrioritizedReplay, SumTree
-from sparkml_dist.rl.core.vtrace import vtrace
+The names load on first use (PEP 562), so ``sparkml_dist.rl.core.envs`` or ``.policy`` import without torch.
+"""
 
-__all__ = ["VectorEnv", "check_env_id", "make_env_fn", "apex_epsilons", "linear_schedule", "gae", "ActorCritic",
-           "QNetwork", "get_flat", "set_flat", "nstep_targets", "PrioritizedReplay", "SumTree", "vtrace"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_NAMES = {"VectorEnv": "envs", "check_env_id": "envs", "make_env_fn": "envs", "apex_epsilons": "epsilon",
+          "linear_schedule": "epsilon", "gae": "gae", "ActorCritic": "nets", "QNetwork": "nets", "get_flat": "nets",
+          "set_flat": "nets", "numpy_layout": "nets", "NumpyPolicy": "policy", "NumpyQ": "policy",
+          "nstep_targets": "nstep", "PrioritizedReplay": "replay", "SumTree": "replay", "vtrace": "vtrace"}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

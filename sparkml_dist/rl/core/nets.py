@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Normal
 
+from sparkml_dist.rl.core.policy import make_numpy_policy
+
 
 def _layer(inp: int, out: int, std: float = np.sqrt(2)) -> nn.Linear:
     layer = nn.Linear(inp, out)
@@ -71,65 +73,16 @@ class ActorCritic(nn.Module):
             rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Actions for a batch of observations and their log-probabilities (one forward pass).
 
-        Actors call this once per env step, so it runs the policy MLP in numpy on a copy of its weights (refreshed
-        when a parameter changes: torch's in-place version counters): an eager torch forward plus a distribution
-        object cost several times the arithmetic of these small nets (CartPole, 8 envs: ~2x the env steps/s).
-        Sampling draws from ``rng`` (numpy), not torch's global generator: each actor owns its stream, so a run is
-        the same whether its actors share one process (local runner) or not (Spark tasks).
+        Runs :class:`~sparkml_dist.rl.core.policy.NumpyPolicy` (the same code a torch-free actor runs) on a copy of
+        the weights, refreshed when a parameter changes (torch's in-place version counters).
         """
-        out = _forward_numpy(self.actor, np.asarray(obs, dtype=np.float32), self._actor_weights())
-        if rng is None and not greedy:
-            rng = np.random.default_rng()
-        if self.discrete:
-            shifted = out - out.max(-1, keepdims=True)
-            weights = np.exp(shifted)
-            total = weights.sum(-1, keepdims=True)
-            if greedy:
-                actions = out.argmax(-1)
-            else:
-                u = rng.random((out.shape[0], 1)) * total  # inverse CDF on the unnormalised weights
-                actions = np.minimum((weights.cumsum(-1) < u).sum(-1), out.shape[-1] - 1)
-            logp = shifted - np.log(total)
-            return actions, logp[np.arange(len(actions)), actions]
-        log_std = self.log_std.detach().numpy()
-        if greedy:
-            actions = out
-        else:
-            actions = out + np.exp(log_std) * rng.standard_normal(out.shape).astype(np.float32)
-        z = (actions - out) * np.exp(-log_std)
-        logp = (-0.5 * z * z - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
-        return actions.astype(np.float32), logp.astype(np.float32)
-
-    def _actor_weights(self) -> list:
-        """numpy copies of the actor's layers, rebuilt when any parameter was changed in place or replaced."""
-        cached = getattr(self, "_np_actor", None)
-        if cached is not None and all(p._version == v and p.data_ptr() == d for p, v, d in cached[0]):
-            return cached[1]
-        params = list(self.actor.parameters())
-        layers = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy())
-                  if isinstance(m, nn.Linear) else None for m in self.actor]
-        self._np_actor = ([(p, p._version, p.data_ptr()) for p in params], layers)
-        return layers
+        return _numpy_twin(self).act(obs, greedy=greedy, rng=rng)
 
     def env_action(self, actions: np.ndarray) -> np.ndarray:
         """What the env is stepped with: continuous actions clipped to the space's bounds."""
         if self.discrete:
             return actions
         return np.clip(actions, self.action_low.numpy(), self.action_high.numpy())
-
-
-def _forward_numpy(seq: nn.Sequential, x: np.ndarray, layers: list) -> np.ndarray:
-    """``seq(x)`` for a Sequential of Linear / Tanh / ReLU layers, in numpy (float32)."""
-    for module, weights in zip(seq, layers, strict=True):
-        if weights is not None:
-            x = x @ weights[0] + weights[1]
-        elif isinstance(module, nn.Tanh):
-            x = np.tanh(x)
-        elif isinstance(module, nn.ReLU):
-            x = np.maximum(x, 0.0)
-        else:  # pragma: no cover - the networks here are built from these three
-            raise TypeError(f"no numpy forward for {type(module).__name__}")
-    return x
 
 
 class QNetwork(nn.Module):
@@ -148,18 +101,49 @@ class QNetwork(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
 
-    @torch.no_grad()
     def act(self, obs: np.ndarray, greedy: bool = True, epsilon: float = 0.0,
             rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-        q = self.net(torch.as_tensor(obs, dtype=torch.float32)).numpy()
-        actions = q.argmax(-1)
-        if not greedy and epsilon > 0:
-            explore = rng.random(len(actions)) < epsilon
-            actions = np.where(explore, rng.integers(0, self.n_actions, len(actions)), actions)
-        return actions, q
+        """Greedy or epsilon-greedy actions and the Q-values (numpy, as :meth:`ActorCritic.act`)."""
+        return _numpy_twin(self).act(obs, greedy=greedy, epsilon=epsilon, rng=rng)
 
     def env_action(self, actions: np.ndarray) -> np.ndarray:
         return actions
+
+
+def numpy_layout(net: nn.Module) -> dict:
+    """Where each acting layer of ``net`` sits in :func:`get_flat`'s vector (a plain dict: actors load weights into
+    :mod:`~sparkml_dist.rl.core.policy`'s numpy nets without torch)."""
+    offsets, off = {}, 0
+    for p in net.parameters():
+        offsets[id(p)] = off
+        off += p.numel()
+    seq = net.net if isinstance(net, QNetwork) else net.actor
+    modules = list(seq)
+    layers = []
+    for i, m in enumerate(modules):
+        if isinstance(m, nn.Linear):
+            nxt = modules[i + 1] if i + 1 < len(modules) else None
+            act = "tanh" if isinstance(nxt, nn.Tanh) else "relu" if isinstance(nxt, nn.ReLU) else None
+            layers.append((offsets[id(m.weight)], m.in_features, m.out_features, offsets[id(m.bias)], act))
+        elif not isinstance(m, (nn.Tanh, nn.ReLU)):  # pragma: no cover - the networks here are built from these
+            raise TypeError(f"no numpy forward for {type(m).__name__}")
+    layout = {"kind": "q" if isinstance(net, QNetwork) else "actor_critic", "discrete": bool(net.discrete),
+              "layers": layers, "log_std": None, "low": None, "high": None, "size": off}
+    if not net.discrete:
+        layout["log_std"] = (offsets[id(net.log_std)], net.log_std.numel())
+        layout["low"], layout["high"] = net.action_low.tolist(), net.action_high.tolist()
+    return layout
+
+
+def _numpy_twin(net: nn.Module):
+    """``net``'s acting layers in numpy, rebuilt when any parameter was changed in place or replaced."""
+    params = list(net.parameters())
+    cached = getattr(net, "_np_twin", None)
+    if cached is not None and all(p._version == v and p.data_ptr() == d for p, v, d in cached[0]):
+        return cached[1]
+    twin = make_numpy_policy(numpy_layout(net), get_flat(net))
+    net._np_twin = ([(p, p._version, p.data_ptr()) for p in params], twin)
+    return twin
 
 
 def get_flat(net: nn.Module) -> np.ndarray:

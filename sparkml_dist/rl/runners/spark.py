@@ -27,37 +27,10 @@ from sparkml_dist.rl.runners.local import (
     start,
 )
 from sparkml_dist.rl.runners.memory import MemoryWatch
+from sparkml_dist.rl.runners.task import actor_task
 from sparkml_dist.runtime.barrier import BarrierTaskError, run_barrier
 
 logger = logging.getLogger(__name__)
-
-
-def _actor_task(ctx, algo, address: str, generation: int) -> dict:
-    """One actor: the body of every barrier task of an asynchronous run."""
-    import torch
-
-    torch.set_num_threads(1)
-    started = time.perf_counter()
-    actor = algo.make_actor(ctx.rank, generation)
-    client = ChannelClient(address, {"actor_id": ctx.rank, "pid": os.getpid(), "generation": generation},
-                           timeout=algo.config.timeout)
-    act_s = channel_s = 0.0
-    reply = None
-    try:
-        while True:
-            t0 = time.perf_counter()
-            payload = actor.act(reply)
-            t1 = time.perf_counter()
-            reply = client.request(payload)
-            act_s += t1 - t0
-            channel_s += time.perf_counter() - t1
-            if isinstance(reply, str) and reply == STOP:
-                break
-    finally:
-        client.close()
-        actor.close()
-    return {"actor_id": ctx.rank, "act_seconds": act_s, "channel_seconds": channel_s,
-            "task_seconds": time.perf_counter() - started}
 
 
 class _Stage:
@@ -68,7 +41,7 @@ class _Stage:
         self.results = None
         self.started = time.perf_counter()
         self.seconds = 0.0
-        self.thread = threading.Thread(target=self._run, args=(algo, spark, task or _actor_task, args),
+        self.thread = threading.Thread(target=self._run, args=(algo, spark, task or actor_task, args),
                                        name="rl-actors", daemon=True)
         self.thread.start()
 
@@ -101,7 +74,7 @@ def _run_async(algo, spark, callback):
     server = ChannelServer(host, c.queueSize, auto_reply=algo.mode == "weights")
     if algo.mode != "inference":
         server.publish(learner.reply())
-    stage = _Stage(algo, spark, (algo, server.address, generation))
+    stage = _Stage(algo, spark, (algo.actor_factory(), server.address, generation, c.timeout))
     stages = [stage]
     watch = MemoryWatch(c.memoryLimitMB)
     try:
@@ -117,7 +90,7 @@ def _run_async(algo, spark, callback):
                 logger.warning("%s: actor stage failed (%s); launching replacement actors (restart %d of %d)",
                                algo.name, _short(cause), progress.restarts, c.maxActorRestarts)
                 server.reset()
-                stage = _Stage(algo, spark, (algo, server.address, generation))
+                stage = _Stage(algo, spark, (algo.actor_factory(), server.address, generation, c.timeout))
                 stages.append(stage)
                 continue
             items = server.take(algo.mode, c.numActors)
@@ -162,7 +135,10 @@ def _stage_stats(stage: _Stage) -> dict:
     # Spark's re-attempts of the last stage (a lost actor task fails the barrier stage; run_barrier's stage retries)
     attempt = max((s.get("attempt", 0) for s in getattr(stage.results, "stats", [])), default=0)
     return {"actor_act_seconds": act, "actor_channel_seconds": chan, "stage_seconds": stage.seconds,
-            "spark_share": max(0.0, 1.0 - (act + chan) / max(wall, 1e-9)), "stage_reattempts": max(attempt, 0)}
+            "spark_share": max(0.0, 1.0 - (act + chan) / max(wall, 1e-9)), "stage_reattempts": max(attempt, 0),
+            # each actor process at its end: its RSS, and whether torch was loaded in it (IMPALA/SEED/Ape-X: no)
+            "actor_rss_mb": [round(r.get("rss_mb", 0.0), 1) for r in stage.results],
+            "actor_torch_imported": [bool(r.get("torch_imported")) for r in stage.results]}
 
 
 def _short(exc: BaseException) -> str:
