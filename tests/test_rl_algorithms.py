@@ -110,6 +110,22 @@ def test_resume_from_checkpoint(tmp_path):
         ALGORITHMS["seed"](totalSteps=8_192, **params).train()
 
 
+def test_apex_step_size_decays_with_the_env_steps_received():
+    """Ape-X's ``annealLr``: before each round of DQN steps the step size is lr0 x (1 - env steps received / budget)
+    (the env steps of every payload, learning or not); without it the step size stays lr0."""
+    params = dict(env="CartPole-v1", numActors=2, envsPerActor=4, unrollLength=8, totalSteps=6_000,
+                  learningStarts=500, learningRate=1e-3, runner="local")
+    annealed = ALGORITHMS["apex"](annealLr=True, **params).train()
+    rows = [h for h in annealed.history if "lr" in h]
+    assert len(rows) >= 5
+    lrs = [h["lr"] for h in rows]
+    assert lrs == sorted(lrs, reverse=True) and lrs[0] < 1e-3
+    for h in rows:  # a row's newest update ran after its env steps (the row's count) were received
+        assert h["lr"] == pytest.approx(1e-3 * max(0.0, 1 - h["env_steps"] / params["totalSteps"]), abs=1e-12)
+    fixed = ALGORITHMS["apex"](annealLr=False, **params).train()
+    assert {h["lr"] for h in fixed.history if "lr" in h} == {1e-3}
+
+
 def test_impala_step_size_decays_linearly_to_zero_over_the_budget():
     # lag-1 rounds: every update trains on one 16-step unroll of 8 envs from each of the 2 actors (256 env steps)
     params = dict(LAG1, totalSteps=4_096, envsPerActor=8)

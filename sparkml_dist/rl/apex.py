@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from sparkml_dist.rl.actors import ApeXActor
 from sparkml_dist.rl.algorithm import Algorithm
-from sparkml_dist.rl.config import RLConfig, param
+from sparkml_dist.rl.config import RLConfig, annealed_lr, param
 from sparkml_dist.rl.core.epsilon import apex_epsilons
 from sparkml_dist.rl.core.nets import QNetwork, get_flat
 from sparkml_dist.rl.core.replay import PrioritizedReplay, replay_nbytes
@@ -30,6 +30,7 @@ from sparkml_dist.rl.core.replay import PrioritizedReplay, replay_nbytes
 @dataclass(kw_only=True)
 class ApeXConfig(RLConfig):
     learningRate: float = param(1e-3, "Adam step size", gt=0.0)
+    annealLr: bool = param(False, "decay the step size linearly to 0 over totalSteps (env steps received)")
     maxGradNorm: float = param(10.0, "gradient clipping norm", gt=0.0)
     unrollLength: int = param(16, "steps per env between shipments (and weight pulls)", min=1)
     nStep: int = param(3, "n of the n-step targets", min=1)
@@ -87,6 +88,7 @@ class ApeXLearner:
         self.rng = np.random.default_rng(c.seed)
         self.version = 0
         self._credit = 0.0
+        self.env_steps = 0  # env steps of every payload received (the step-size schedule's clock)
 
     def reply(self):
         return self.version, get_flat(self.net)
@@ -97,6 +99,7 @@ class ApeXLearner:
     def consume(self, items):
         lags, inserted = [], 0
         for _, p in items:
+            self.env_steps += p.get("steps", 0) if p else 0
             batch = p.get("batch") if p else None
             if batch:
                 prio = batch.pop("priority")
@@ -107,6 +110,8 @@ class ApeXLearner:
             return {"updates": 0, "policy_lag": float(np.mean(lags)) if lags else 0.0} if items else None
         c = self.config
         self._credit += c.replayRatio * inserted / c.batchSize
+        lr = (annealed_lr(self.opt, c.learningRate, self.env_steps, c.totalSteps) if c.annealLr
+              else c.learningRate)
         losses = []
         while self._credit >= 1.0:
             self._credit -= 1.0
@@ -118,7 +123,7 @@ class ApeXLearner:
             if self.version % c.targetUpdate == 0:
                 self.target.load_state_dict(self.net.state_dict())
         return {"updates": len(losses), "loss": float(np.mean(losses)) if losses else float("nan"),
-                "policy_lag": float(np.mean(lags)) if lags else 0.0}
+                "policy_lag": float(np.mean(lags)) if lags else 0.0, "lr": lr}
 
     def stats(self) -> dict:
         return {"replay_size": len(self.replay)}
@@ -126,7 +131,7 @@ class ApeXLearner:
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "target": self.target.state_dict(), "opt": self.opt.state_dict(),
                 "version": self.version, "replay": self.replay.state_dict(), "credit": self._credit,
-                "rng": self.rng.bit_generator.state}
+                "rng": self.rng.bit_generator.state, "env_steps": self.env_steps}
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
@@ -135,6 +140,7 @@ class ApeXLearner:
         self.version, self._credit = state["version"], state["credit"]
         self.replay.load_state_dict(state["replay"])
         self.rng.bit_generator.state = state["rng"]
+        self.env_steps = int(state.get("env_steps", 0))
 
 
 class ApeX(Algorithm):
