@@ -125,3 +125,24 @@ def test_retryable_failure_on_every_attempt_reports_the_last_attempt(spark):
     with pytest.raises(BarrierTaskError, match=r"rank 0 of 2 failed \(stage attempt 1\)") as info:
         run_barrier(fn, 2, spark=spark, timeout=300)
     assert isinstance(info.value.exception, KeyError) and info.value.attempt == 1
+
+
+def test_stage_without_collectives(spark):
+    """``collectives=False`` (the RL actors that only act): every rank's result, no gloo group (a collective says
+    why it cannot run), and a rank's failure still reaches the driver as that rank's error."""
+
+    def _no_group_task(ctx, fail_rank):
+        if ctx.rank == fail_rank:
+            raise ValueError(f"rank {ctx.rank} refuses")
+        try:
+            ctx.allreduce(np.ones(2))
+        except RuntimeError as exc:
+            return ctx.rank, ctx.world_size, ctx.attempt, str(exc)
+        return ctx.rank, ctx.world_size, ctx.attempt, "allreduce ran"
+
+    out = run_barrier(_no_group_task, 2, spark=spark, args=(-1,), collectives=False, timeout=120)
+    assert [r[:3] for r in out] == [(0, 2, -1), (1, 2, -1)]
+    assert all("collectives=False" in r[3] for r in out)
+    with pytest.raises(BarrierTaskError, match="rank 1 refuses") as err:
+        run_barrier(_no_group_task, 2, spark=spark, args=(1,), collectives=False, timeout=120)
+    assert err.value.rank == 1

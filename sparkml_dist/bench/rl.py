@@ -28,7 +28,8 @@ TARGETS = {
         numSteps=32, updateEpochs=8, learningRate=1e-3, gaeLambda=0.8, gamma=0.98, entropyCoef=0.0)),
     ("impala", "CartPole-v1"): dict(budget=500_000, threshold=475.0, params=dict(
         unrollLength=16, batchUnrolls=1, learningRate=2e-3)),
-    ("apex", "CartPole-v1"): dict(budget=300_000, threshold=475.0, params=dict(learningStarts=1_000)),
+    # the step size decays over the budget: a greedy policy that holds 500 needs the late Q updates to be small
+    ("apex", "CartPole-v1"): dict(budget=300_000, threshold=475.0, params=dict(learningStarts=1_000, annealLr=True)),
     ("dppo", "Acrobot-v1"): dict(budget=500_000, threshold=-100.0, params=dict(numSteps=64, learningRate=1e-3)),
     ("impala", "Acrobot-v1"): dict(budget=500_000, threshold=-100.0, params=dict(unrollLength=16,
                                                                                   learningRate=1e-3)),

@@ -210,13 +210,20 @@ class BarrierContext:
         return out
 
     # --- collectives ------------------------------------------------------------------------------------------
+    def _need_group(self) -> None:
+        if self._group is None:
+            raise RuntimeError("this barrier stage was launched with collectives=False (no gloo group): "
+                               "pass collectives=True to run_barrier to use barrier/allgather/broadcast/allreduce")
+
     def barrier(self) -> None:
+        self._need_group()
         import torch.distributed as dist
 
         dist.barrier(group=self._group)
 
     def allgather(self, obj: Any) -> list[Any]:
         """Every rank's ``obj`` (any picklable object), ordered by rank."""
+        self._need_group()
         import torch.distributed as dist
 
         out: list[Any] = [None] * self.world_size
@@ -227,6 +234,7 @@ class BarrierContext:
 
     def broadcast(self, obj: Any = None, root: int = 0) -> Any:
         """``obj`` of rank ``root`` on every rank."""
+        self._need_group()
         import torch.distributed as dist
 
         box = [obj if self.rank == root else None]
@@ -241,6 +249,7 @@ class BarrierContext:
 
         The caller's array is not modified.
         """
+        self._need_group()
         import torch
         import torch.distributed as dist
 
@@ -255,6 +264,7 @@ class BarrierContext:
 
     def torch_group(self):
         """The gloo process group of this call (the default group of ``torch.distributed`` in the task)."""
+        self._need_group()
         return self._group
 
     def stats(self) -> dict:
@@ -363,7 +373,7 @@ def available_slots(spark, wait: float = 0.0, at_least: int = 1) -> int:
 
 
 def _make_task(fn: Callable, args: tuple, kwargs: dict, timeout: float, store_address: str | None, call_id: str,
-               layout: Layout | None, tagged: bool):
+               layout: Layout | None, tagged: bool, collectives: bool = True):
     """The mapInArrow function shipped to every barrier task."""
 
     def task(batches):
@@ -380,7 +390,8 @@ def _make_task(fn: Callable, args: tuple, kwargs: dict, timeout: float, store_ad
         prefix = _attempt_prefix(call_id, -1)
         start = time.perf_counter()
         try:
-            prefix = _init_group(ctx, store_address, call_id, timeout)
+            if collectives:
+                prefix = _init_group(ctx, store_address, call_id, timeout)
             result = fn(ctx, *args, **kwargs)
             # drain whatever input the function did not read, so the Python worker can be reused
             for _ in ctx._raw_batches():
@@ -391,7 +402,8 @@ def _make_task(fn: Callable, args: tuple, kwargs: dict, timeout: float, store_ad
             raise RuntimeError(f"rank {rank}/{len(infos)} (stage attempt {ctx.attempt}) failed: "
                                f"{type(exc).__name__}: {exc}\n{_FAILURE_MARK}<<<{encoded}>>>") from exc
         finally:
-            _close_group()
+            if collectives:
+                _close_group()
         stats = ctx.stats()
         stats["seconds"] = time.perf_counter() - start
         payload = pickle.dumps((result, stats), protocol=pickle.HIGHEST_PROTOCOL)
@@ -487,7 +499,7 @@ def _stage_input(df, num_tasks: int, free: int) -> tuple[Any, Layout | None, boo
 
 def run_barrier(fn: Callable[..., Any], num_tasks: int | None = None, *, spark=None, df=None,
                 args: tuple = (), kwargs: dict | None = None, timeout: float | None = 600.0,
-                slot_wait: float = 10.0, rendezvous: str = "driver") -> BarrierResults:
+                slot_wait: float = 10.0, rendezvous: str = "driver", collectives: bool = True) -> BarrierResults:
     """Run ``fn(ctx, *args, **kwargs)`` on ``num_tasks`` barrier tasks and return every rank's result.
 
     Parameters
@@ -507,6 +519,10 @@ def run_barrier(fn: Callable[..., Any], num_tasks: int | None = None, *, spark=N
     rendezvous : {"driver", "spark"}
         Where the gloo group's TCPStore lives: on the driver (fast), or on rank 0 with its address shared through
         ``BarrierTaskContext.allGather`` (for drivers the executors cannot reach, such as Spark Connect clients).
+    collectives : bool
+        ``False``: no gloo group and no driver store, so the tasks never import torch (the RL actors that only act:
+        they talk to the driver over their own channel). The collectives then raise; ``ctx.attempt`` is -1, and a
+        rank's failure reaches the driver through Spark's error (the same encoded record, the same exceptions).
 
     Raises
     ------
@@ -549,13 +565,14 @@ def run_barrier(fn: Callable[..., Any], num_tasks: int | None = None, *, spark=N
     store = None
     store_address = None
     task_timeout = float(timeout or 24 * 3600)
-    if rendezvous == "driver":
+    if rendezvous == "driver" and collectives:
         import torch.distributed as dist
 
         host = sc.getConf().get("spark.driver.host", None) or socket.gethostname()
         store = dist.TCPStore(host, 0, None, True, datetime.timedelta(seconds=task_timeout), wait_for_workers=False)
         store_address = f"{host}:{store.port}"
-    task = _make_task(fn, tuple(args), dict(kwargs or {}), task_timeout, store_address, call_id, layout, tagged)
+    task = _make_task(fn, tuple(args), dict(kwargs or {}), task_timeout, store_address, call_id, layout, tagged,
+                      collectives)
     # the exchange makes the barrier stage a shuffle-map stage, which Spark can re-attempt (a result stage it cannot)
     out_df = source.mapInArrow(task, "rank int, payload binary", barrier=True).repartition(1)
     publisher = _AttemptPublisher(sc, group, store, call_id) if store is not None else None

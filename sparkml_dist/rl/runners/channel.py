@@ -82,6 +82,7 @@ class ChannelServer:
         self.auto_reply = auto_reply
         self.actors: dict[int, int] = {}  # actor id -> pid of its Python worker
         self.hosts: dict[int, str] = {}  # actor id -> its host name (the memory watch reads /proc only on this one)
+        self.hellos: dict[tuple[int, int], int] = {}  # (actor id, generation) -> connections (Spark re-attempts)
         self.bytes_in = 0
         self.bytes_out = 0
         self.requests = 0
@@ -134,6 +135,14 @@ class ChannelServer:
                 break
         return items
 
+    def reattempts(self) -> int:
+        """Spark's re-attempts of the actor stages, as the actors saw them: a re-attempted barrier stage reconnects
+        every actor of its generation (the tasks launched with ``collectives=False`` do not know their attempt)."""
+        per_generation: dict[int, int] = {}
+        for (_, generation), n in self.hellos.items():
+            per_generation[generation] = max(per_generation.get(generation, 0), n - 1)
+        return sum(per_generation.values())
+
     def reset(self) -> None:
         """After an actor stage failed: drop requests of actors that are gone (their sockets are closed)."""
         for req in self._round.values():
@@ -178,6 +187,8 @@ class ChannelServer:
             actor_id = int(hello["actor_id"])
             self.actors[actor_id] = int(hello["pid"])
             self.hosts[actor_id] = str(hello.get("host", ""))
+            key = (actor_id, int(hello.get("generation", 0)))
+            self.hellos[key] = self.hellos.get(key, 0) + 1
             while True:
                 data = _recv(conn)
                 self.bytes_in += len(data)

@@ -47,8 +47,10 @@ class _Stage:
 
     def _run(self, algo, spark, task, args):
         try:
+            # actor stages need no gloo group (their channel is the side channel): without one the tasks of IMPALA,
+            # SEED and Ape-X never import torch; DPPO's replicas allreduce
             self.results = run_barrier(task, algo.config.numActors, spark=spark, args=args,
-                                       timeout=algo.config.timeout)
+                                       timeout=algo.config.timeout, collectives=task is not actor_task)
         except BaseException as exc:  # noqa: BLE001 - inspected by the driver loop
             self.error = exc
         self.seconds = time.perf_counter() - self.started
@@ -122,6 +124,7 @@ def _run_async(algo, spark, callback):
     extra = {**_learner_stats(learner), **_stage_stats(stage), "channel_bytes_in": server.bytes_in,
              "channel_bytes_out": server.bytes_out, "channel_requests": server.requests, "stages": len(stages),
              **watch.stats()}
+    extra["stage_reattempts"] = max(extra.get("stage_reattempts", 0), server.reattempts())
     return learner.policy(), progress, extra
 
 
