@@ -18,7 +18,7 @@ import torch
 from sparkml_dist.rl.actors import UnrollActor
 from sparkml_dist.rl.algorithm import Algorithm
 from sparkml_dist.rl.config import RLConfig, param
-from sparkml_dist.rl.core.gae import gae
+from sparkml_dist.rl.core.advantages import gae
 from sparkml_dist.rl.core.nets import ActorCritic, get_flat_grad, set_flat
 from sparkml_dist.rl.parameter_server import ParameterServer
 

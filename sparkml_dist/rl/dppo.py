@@ -19,8 +19,8 @@ import torch
 
 from sparkml_dist.rl.algorithm import Algorithm
 from sparkml_dist.rl.config import RLConfig, annealed_lr, param
+from sparkml_dist.rl.core.advantages import gae
 from sparkml_dist.rl.core.envs import VectorEnv
-from sparkml_dist.rl.core.gae import gae
 from sparkml_dist.rl.core.nets import ActorCritic, get_flat, get_flat_grad, set_flat_grad
 from sparkml_dist.rl.runners.progress import Checkpointer, Progress
 

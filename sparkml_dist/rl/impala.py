@@ -25,7 +25,7 @@ from sparkml_dist.rl.actors import UnrollActor
 from sparkml_dist.rl.algorithm import Algorithm
 from sparkml_dist.rl.config import RLConfig, annealed_lr, param
 from sparkml_dist.rl.core.nets import ActorCritic, get_flat
-from sparkml_dist.rl.core.vtrace import vtrace
+from sparkml_dist.rl.core.off_policy import vtrace
 
 
 @dataclass(kw_only=True)

@@ -1,6 +1,9 @@
 """Framework-free RL cores shared by every algorithm and both runners (numpy / torch, no Spark).
 
-The names load on first use (PEP 562), so ``sparkml_dist.rl.core.envs`` or ``.policy`` import without torch.
+The names load on first use (PEP 562), so ``sparkml_dist.rl.core.envs`` or ``.policy`` import without torch. No
+function shares its name with a submodule: importing a submodule binds its name on the package, which would hide
+the function of that name from ``from sparkml_dist.rl.core import ...`` (``gae`` lives in ``advantages``,
+``vtrace`` in ``off_policy``).
 """
 
 from __future__ import annotations
@@ -9,9 +12,9 @@ import importlib
 from typing import Any
 
 _NAMES = {"VectorEnv": "envs", "check_env_id": "envs", "make_env_fn": "envs", "apex_epsilons": "epsilon",
-          "linear_schedule": "epsilon", "gae": "gae", "ActorCritic": "nets", "QNetwork": "nets", "get_flat": "nets",
-          "set_flat": "nets", "numpy_layout": "nets", "NumpyPolicy": "policy", "NumpyQ": "policy",
-          "nstep_targets": "nstep", "PrioritizedReplay": "replay", "SumTree": "replay", "vtrace": "vtrace"}
+          "linear_schedule": "epsilon", "gae": "advantages", "ActorCritic": "nets", "QNetwork": "nets",
+          "get_flat": "nets", "set_flat": "nets", "numpy_layout": "nets", "NumpyPolicy": "policy", "NumpyQ": "policy",
+          "nstep_targets": "nstep", "PrioritizedReplay": "replay", "SumTree": "replay", "vtrace": "off_policy"}
 
 __all__ = sorted(_NAMES)
 
