@@ -41,9 +41,10 @@ class A3CActor(UnrollActor):
                          layout=algo.layout())
         self.net = algo.make_policy()  # the torch twin of the acting policy, for the gradient
 
+    def on_weights(self, weights):
+        set_flat(self.net, weights)
+
     def act(self, reply):
-        if reply is not None and reply[0] != self.version:
-            set_flat(self.net, reply[1])
         unroll = super().act(reply)
         if unroll is None:
             return None

@@ -23,7 +23,24 @@ def actor_seed(seed: int, actor_id: int, generation: int) -> int:
     return seed * 1_000_003 + actor_id * 10_007 + generation * 1_009 + 1
 
 
-class UnrollActor:
+class WeightsActor:
+    """Holds the numpy policy an actor acts with; :meth:`load` takes the learner's ``(version, weights)`` reply."""
+
+    policy: object
+    version: int = -1
+
+    def load(self, reply) -> None:
+        version, weights = reply
+        if version != self.version:
+            self.policy.load(weights)
+            self.on_weights(weights)
+            self.version = version
+
+    def on_weights(self, weights: np.ndarray) -> None:
+        """Called with each new weight vector (actors that also train keep a torch copy in step)."""
+
+
+class UnrollActor(WeightsActor):
     """Steps ``envs`` envs for ``length`` steps per call with one batched policy call per step (IMPALA, A3C)."""
 
     def __init__(self, actor_id: int, generation: int, *, env: str, envs: int, seed: int, length: int,
@@ -35,11 +52,6 @@ class UnrollActor:
         self.T = length
         self.version = -1
 
-    def load(self, reply) -> None:
-        version, weights = reply
-        if version != self.version:
-            self.policy.load(weights)
-            self.version = version
 
     def act(self, reply):
         if reply is None:
@@ -67,7 +79,7 @@ class UnrollActor:
         self.env.close()
 
 
-class NStepActor:
+class NStepActor(WeightsActor):
     """Epsilon-greedy actor producing n-step transitions; the part Ape-X and GORILA share."""
 
     def __init__(self, actor_id: int, generation: int, *, env: str, envs: int, seed: int, n_step: int,
@@ -80,11 +92,6 @@ class NStepActor:
         self.version = -1
         self.carry: dict | None = None  # the last n-1 steps, whose windows close in the next shipment
 
-    def load(self, reply) -> None:
-        version, weights = reply
-        if version != self.version:
-            self.policy.load(weights)
-            self.version = version
 
     def rollout(self, steps: int, epsilon: float) -> tuple[dict, int]:
         """``steps`` steps on every env; returns the transitions whose n-step windows closed, flattened."""

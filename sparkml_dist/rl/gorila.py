@@ -53,14 +53,15 @@ class GorilaActor(NStepActor):
         self.explore_steps = c.explorationFraction * c.totalSteps / c.numActors
         self.steps = 0
 
+    def on_weights(self, weights):
+        set_flat(self.net, weights)
+
     def act(self, reply):
         if reply is None:
             return None
         c = self.config
-        version, weights = reply
-        if version != self.version:
-            set_flat(self.net, weights)
         self.load(reply)
+        version, weights = reply
         if version // c.targetUpdate != self.target_epoch:
             set_flat(self.target, weights)
             self.target_epoch = version // c.targetUpdate

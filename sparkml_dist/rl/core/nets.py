@@ -80,9 +80,7 @@ class ActorCritic(nn.Module):
 
     def env_action(self, actions: np.ndarray) -> np.ndarray:
         """What the env is stepped with: continuous actions clipped to the space's bounds."""
-        if self.discrete:
-            return actions
-        return np.clip(actions, self.action_low.numpy(), self.action_high.numpy())
+        return _numpy_twin(self).env_action(actions)
 
 
 class QNetwork(nn.Module):

@@ -58,6 +58,12 @@ class NumpyMLP:
 class NumpyPolicy(NumpyMLP):
     """``ActorCritic``'s policy head: categorical over logits, or a Gaussian with a state-independent log-std."""
 
+    def __init__(self, layout: dict, flat: np.ndarray | None = None):
+        super().__init__(layout, flat)
+        if not layout["discrete"]:  # the action bounds, once (env_action runs every env step)
+            self._low = np.asarray(layout["low"], np.float32)
+            self._high = np.asarray(layout["high"], np.float32)
+
     @property
     def discrete(self) -> bool:
         return bool(self.layout["discrete"])
@@ -92,7 +98,7 @@ class NumpyPolicy(NumpyMLP):
         """What the env is stepped with: continuous actions clipped to the space's bounds."""
         if self.discrete:
             return actions
-        return np.clip(actions, np.asarray(self.layout["low"], np.float32), np.asarray(self.layout["high"], np.float32))
+        return np.clip(actions, self._low, self._high)
 
 
 class NumpyQ(NumpyMLP):
