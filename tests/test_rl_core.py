@@ -252,6 +252,29 @@ def test_policy_act_matches_the_torch_distribution(env_id):
     check()
 
 
+def test_act_sees_every_set_flat():
+    """The driver loads each update's weights with ``set_flat`` and evaluates only now and then: every ``act``
+    must use the weights last loaded. Reference: the torch distribution's mode of the same net. (When ``set_flat``
+    swapped ``.data``, fresh vectors reused freed addresses and 19 of 20 evaluations here acted on stale weights.)"""
+    from sparkml_dist.rl.algorithm import env_spaces
+    from sparkml_dist.rl.core.nets import ActorCritic, QNetwork, get_flat, set_flat
+
+    obs = np.random.default_rng(0).normal(size=(256, 4)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    for net in (ActorCritic(*env_spaces("CartPole-v1")), QNetwork(*env_spaces("CartPole-v1"))):
+        size = len(get_flat(net))
+        for i in range(60):
+            set_flat(net, rng.normal(scale=0.5, size=size).astype(np.float32))
+            if i % 10 == 0:
+                greedy, _ = net.act(obs, greedy=True)
+                with torch.no_grad():
+                    x = torch.as_tensor(obs)
+                    mode = net.dist(x).probs.argmax(-1) if isinstance(net, ActorCritic) else net(x).argmax(-1)
+                np.testing.assert_array_equal(greedy, mode.numpy())
+        with pytest.raises(ValueError, match="values for"):
+            set_flat(net, np.zeros(size + 1, dtype=np.float32))
+
+
 def test_apex_actor_priorities_are_the_torch_td_errors():
     """The Ape-X actor scores its transitions in numpy: |double-DQN n-step target - Q(s, a)| under its own copy of
     the net, equal (float32) to the learner's torch ``td_target`` with the online net as its own target."""

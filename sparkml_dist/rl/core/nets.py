@@ -150,7 +150,21 @@ def get_flat(net: nn.Module) -> np.ndarray:
 
 
 def set_flat(net: nn.Module, flat: np.ndarray) -> None:
-    torch.nn.utils.vector_to_parameters(torch.as_tensor(np.asarray(flat, dtype=np.float32)), net.parameters())
+    """Copy ``flat`` into the parameters in place (a copy, not views of the caller's array).
+
+    In place, so each parameter's version counter moves and the numpy twin :meth:`ActorCritic.act` runs is rebuilt.
+    ``vector_to_parameters`` swaps ``.data`` instead: the counters stay put and, once the allocator hands the new
+    vector the address a previous one had, the twin's check passed and the net acted with stale weights.
+    """
+    flat_t = torch.as_tensor(np.asarray(flat, dtype=np.float32)).reshape(-1)
+    params = list(net.parameters())
+    if len(flat_t) != sum(p.numel() for p in params):
+        raise ValueError(f"set_flat: {len(flat_t)} values for {sum(p.numel() for p in params)} parameters")
+    offset = 0
+    with torch.no_grad():
+        for p in params:
+            p.copy_(flat_t[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
 
 
 def get_flat_grad(net: nn.Module) -> np.ndarray:
