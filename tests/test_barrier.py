@@ -13,14 +13,19 @@ def test_collectives_give_every_rank_the_same_answer(spark):
         small = ctx.allreduce(np.arange(4, dtype=np.float64) * (ctx.rank + 1))
         big = ctx.allreduce(np.full(500_000, float(ctx.rank + 1)))  # 4 MB
         mx = ctx.allreduce(np.array([ctx.rank, -ctx.rank]), op="max")
+        # small arrays are gathered and reduced in rank order; dtype and shape as the ring allreduce's
+        ints = ctx.allreduce(np.full((2, 3), ctx.rank + 1, dtype=np.int32))
+        mn = ctx.allreduce(np.array([[0.5 * ctx.rank, -1.0 * ctx.rank]]), op="min")
         gathered = ctx.allgather({"rank": ctx.rank})
         value = ctx.broadcast("from-root" if ctx.rank == 1 else None, root=1)
         ctx.barrier()
-        return small, float(big.sum()), mx, gathered, value, ctx.world_size
+        return small, float(big.sum()), mx, gathered, value, ctx.world_size, ints, mn
 
     results = run_barrier(fn, 2, spark=spark)
     assert len(results) == 2
-    for small, big_sum, mx, gathered, value, world in results:
+    for small, big_sum, mx, gathered, value, world, ints, mn in results:
+        assert ints.dtype == np.int32 and ints.shape == (2, 3) and (ints == 3).all()
+        np.testing.assert_array_equal(mn, [[0.0, -1.0]])
         np.testing.assert_allclose(small, np.arange(4) * 3.0)
         assert big_sum == pytest.approx(500_000 * 3.0)
         np.testing.assert_array_equal(mx, [1, 0])

@@ -73,6 +73,9 @@ logger = logging.getLogger(__name__)
 _FAILURE_MARK = "SPARKML_DIST_RANK_FAILURE"
 _FAILURE_RE = re.compile(re.escape(_FAILURE_MARK) + r"<<<([A-Za-z0-9+/=]+)>>>")
 _REDUCE_OPS = ("sum", "max", "min")
+_NP_REDUCE = {"sum": np.add, "max": np.maximum, "min": np.minimum}
+#: below this many bytes over all ranks, :meth:`BarrierContext.allreduce` gathers and reduces locally
+_GATHER_REDUCE_BYTES = 512 * 1024
 #: stage attempts the driver looks at for a failure record (Spark's spark.stage.maxConsecutiveAttempts is 4)
 _MAX_ATTEMPTS_SCANNED = 16
 
@@ -255,11 +258,22 @@ class BarrierContext:
 
         if op not in _REDUCE_OPS:
             raise ValueError(f"allreduce op must be one of {_REDUCE_OPS}, got {op!r}")
-        tensor = torch.from_numpy(np.array(array, copy=True, order="C"))
+        local = np.array(array, copy=True, order="C")
+        self.messages += 1
+        if local.nbytes * self.world_size <= _GATHER_REDUCE_BYTES and local.dtype.kind in "fiu":
+            # small arrays: gather every rank's copy and reduce in rank order. Gloo's allreduce has a latency floor
+            # (1.6-2.1 ms here for 100 to 65k float32 on 2 ranks) that its allgather does not (0.6-1.4 ms), and the
+            # same order on every rank gives every rank the same bits.
+            flat = torch.from_numpy(local.reshape(-1))
+            gathered = torch.empty(self.world_size * flat.numel(), dtype=flat.dtype)
+            dist.all_gather_single(gathered, flat, group=self._group)
+            self.bytes_sent += local.nbytes * (self.world_size - 1)
+            rows = gathered.numpy().reshape(self.world_size, *local.shape)
+            return np.asarray(_NP_REDUCE[op].reduce(rows, axis=0, dtype=local.dtype))
+        tensor = torch.from_numpy(local)
         dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op.upper()), group=self._group)
         # a ring allreduce sends about 2 (n-1)/n of the buffer from every rank
         self.bytes_sent += int(2 * tensor.numel() * tensor.element_size() * (self.world_size - 1) / self.world_size)
-        self.messages += 1
         return tensor.numpy()
 
     def torch_group(self):
