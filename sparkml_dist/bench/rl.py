@@ -69,7 +69,7 @@ def _policy(env_id: str) -> tuple:
     return algo.layout(), get_flat(net)
 
 
-def throughput(spark, steps: int = 200_000, env_id: str = "CartPole-v1") -> dict:
+def throughput(spark, steps: int = 500_000, env_id: str = "CartPole-v1") -> dict:
     """Env steps/s per core inside a Spark task (8 envs + one batched call per step vs 1 env per call), 2 tasks vs
     1, and Spark's share of the stage (everything that is not stepping: scheduling, worker start, imports)."""
     from sparkml_dist.runtime.barrier import run_barrier
@@ -88,7 +88,8 @@ def throughput(spark, steps: int = 200_000, env_id: str = "CartPole-v1") -> dict
             out[f"{label}_x{world}"] = {
                 "per_core_steps_per_s": float(np.mean([r["steps"] / r["seconds"] for r in res])),
                 "total_steps_per_s": sum(r["steps"] for r in res) / res.seconds,
-                "spark_share": 1.0 - task / res.seconds, "stage_seconds": res.seconds}
+                "spark_share": 1.0 - task / res.seconds, "spark_seconds": res.seconds - task,
+                "stage_seconds": res.seconds}
     out["scaling_2_over_1"] = out["batched8_x2"]["total_steps_per_s"] / out["batched8_x1"]["total_steps_per_s"]
     out["batched_over_batch1"] = (out["batched8_x1"]["per_core_steps_per_s"]
                                   / out["batch1_x1"]["per_core_steps_per_s"])
@@ -143,8 +144,9 @@ def solve(spark, name: str, env_id: str, seed: int, runner: str = "spark", eval_
             return True
         return False
 
-    algo = ALGORITHMS[name](env=env_id, numActors=num_actors, envsPerActor=8, totalSteps=spec["budget"], seed=seed,
-                            runner=runner, logEvery=30.0, **spec["params"])
+    params = {"envsPerActor": 8, **spec["params"]}
+    algo = ALGORITHMS[name](env=env_id, numActors=num_actors, totalSteps=spec["budget"], seed=seed, runner=runner,
+                            logEvery=30.0, **params)
     start = time.perf_counter()
     result = algo.train(spark=spark, callback=check)
     wall = time.perf_counter() - start
@@ -276,7 +278,7 @@ def memory_soak(spark, minutes: float = 30.0, sample_every: float = 10.0, warmup
 def run(spark, repeats: int = 3, quick: bool = False) -> dict:
     """The whole RL suite (``repeats`` seeds per target; ``repeats <= 2`` also shrinks the throughput runs)."""
     small = quick or repeats <= 2
-    figures = {"throughput": throughput(spark, steps=40_000 if small else 200_000),
+    figures = {"throughput": throughput(spark, steps=40_000 if small else 500_000),
                "ale": ale(spark, frames=4_000 if small else 20_000),
                "seed": seed_vs_batch1(spark, steps=16_000 if small else 40_000, repeats=1 if small else 3)}
     if not small:
@@ -325,7 +327,7 @@ from sparkml_dist.bench.registry import CaseContext, bench_case  # noqa: E402
 
 
 @bench_case("rl", "rollout", variants=("batched8",), dataset="CartPole-v1", quality="steps_per_s", min_slots=2,
-            sizes={"quick": {"steps": 4_000}, "standard": {"steps": 100_000}, "full": {"steps": 200_000}})
+            sizes={"quick": {"steps": 4_000}, "standard": {"steps": 100_000}, "full": {"steps": 500_000}})
 def rollout_case(ctx: CaseContext) -> dict:
     """Env steps/s per core inside a Spark task, 8 envs and one batched policy call per step, against 1 env per call;
     Spark's share of the stage and 2 tasks against 1 in the metrics."""
