@@ -151,3 +151,31 @@ def test_stage_without_collectives(spark):
     with pytest.raises(BarrierTaskError, match="rank 1 refuses") as err:
         run_barrier(_no_group_task, 2, spark=spark, args=(1,), collectives=False, timeout=120)
     assert err.value.rank == 1
+
+
+def test_small_allreduce_against_numpy_and_a_mismatch_is_named(spark):
+    """Small arrays take the TCP star (rank 0 reduces): the result equals numpy's reduction of every rank's array,
+    bit for bit on every rank, across calls mixed with gloo collectives; ranks passing different sizes fail with
+    an error naming both, instead of hanging."""
+    def fn(ctx):
+        rng = np.random.default_rng(ctx.rank)
+        outs = []
+        for i in range(20):
+            x = rng.normal(size=(3, 7)).astype(np.float32)
+            outs.append((x, ctx.allreduce(x), ctx.allreduce(x, op="max")))
+            if i == 10:
+                ctx.barrier()  # gloo between star calls
+        return outs
+
+    results = run_barrier(fn, 2, spark=spark)
+    for i in range(20):
+        mine = [r[i][0] for r in results]
+        np.testing.assert_array_equal(results[0][i][1], results[1][i][1])
+        np.testing.assert_allclose(results[0][i][1], mine[0] + mine[1], rtol=1e-6)
+        np.testing.assert_array_equal(results[0][i][2], np.maximum(mine[0], mine[1]))
+
+    def mismatch(ctx):
+        return ctx.allreduce(np.ones(3 + ctx.rank))
+
+    with pytest.raises(BarrierTaskError, match="every rank must pass the same shape"):
+        run_barrier(mismatch, 2, spark=spark, timeout=120)

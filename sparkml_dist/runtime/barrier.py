@@ -57,6 +57,7 @@ import os
 import pickle
 import re
 import socket
+import struct
 import time
 import traceback
 import uuid
@@ -74,8 +75,8 @@ _FAILURE_MARK = "SPARKML_DIST_RANK_FAILURE"
 _FAILURE_RE = re.compile(re.escape(_FAILURE_MARK) + r"<<<([A-Za-z0-9+/=]+)>>>")
 _REDUCE_OPS = ("sum", "max", "min")
 _NP_REDUCE = {"sum": np.add, "max": np.maximum, "min": np.minimum}
-#: below this many bytes over all ranks, :meth:`BarrierContext.allreduce` gathers and reduces locally
-_GATHER_REDUCE_BYTES = 512 * 1024
+#: up to this many bytes over all ranks, :meth:`BarrierContext.allreduce` reduces on rank 0 over plain TCP
+_STAR_REDUCE_BYTES = 512 * 1024
 #: stage attempts the driver looks at for a failure record (Spark's spark.stage.maxConsecutiveAttempts is 4)
 _MAX_ATTEMPTS_SCANNED = 16
 
@@ -170,6 +171,7 @@ class BarrierContext:
     messages: int = 0
     _group: Any = None
     _store: Any = field(default=None, repr=False)
+    _star: Any = field(default=None, repr=False)
     _call_id: str = ""
     _prefix: str = ""
 
@@ -260,16 +262,15 @@ class BarrierContext:
             raise ValueError(f"allreduce op must be one of {_REDUCE_OPS}, got {op!r}")
         local = np.array(array, copy=True, order="C")
         self.messages += 1
-        if local.nbytes * self.world_size <= _GATHER_REDUCE_BYTES and local.dtype.kind in "fiu":
-            # small arrays: gather every rank's copy and reduce in rank order. Gloo's allreduce has a latency floor
-            # (1.6-2.1 ms here for 100 to 65k float32 on 2 ranks) that its allgather does not (0.6-1.4 ms), and the
-            # same order on every rank gives every rank the same bits.
-            flat = torch.from_numpy(local.reshape(-1))
-            gathered = torch.empty(self.world_size * flat.numel(), dtype=flat.dtype)
-            dist.all_gather_single(gathered, flat, group=self._group)
-            self.bytes_sent += local.nbytes * (self.world_size - 1)
-            rows = gathered.numpy().reshape(self.world_size, *local.shape)
-            return np.asarray(_NP_REDUCE[op].reduce(rows, axis=0, dtype=local.dtype))
+        if self.world_size == 1:
+            return local
+        if local.nbytes * self.world_size <= _STAR_REDUCE_BYTES and local.dtype.kind in "fiu":
+            # small arrays: rank 0 reduces over plain TCP (see _Star): ~0.15 ms per call here where gloo's
+            # allreduce and allgather both cost ~1.6 ms between compute steps
+            if self._star is None:
+                self._star = _Star(self)
+            self.bytes_sent += local.nbytes * (self.world_size - 1 if self.rank == 0 else 1)
+            return self._star.reduce(local, op)
         tensor = torch.from_numpy(local)
         dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op.upper()), group=self._group)
         # a ring allreduce sends about 2 (n-1)/n of the buffer from every rank
@@ -340,6 +341,86 @@ def _init_group(ctx: BarrierContext, store_address: str | None, call_id: str, ti
                             world_size=ctx.world_size, timeout=delta)
     ctx._group = dist.group.WORLD
     return prefix
+
+
+class _Star:
+    """Small allreduces over plain TCP: every rank sends its array to rank 0, which reduces in rank order and sends
+    the result back, so every rank gets the same bits.
+
+    Measured here (2 ranks, 4,610 float32, a DPPO-sized torch step between calls): gloo's ``all_reduce`` and
+    ``all_gather`` each cost ~1.6 ms per call and slowed the compute between them by ~1.35x; this costs ~0.15 ms.
+    Rank 0 listens on its executor's host and publishes ``host:port`` in the attempt's store; the others connect on
+    their first small allreduce. A message is a 16-byte header (payload bytes, dtype, op) and the raw array; rank 0
+    checks that every rank sent the same size, dtype and op.
+    """
+
+    _HEADER = struct.Struct("!Q4s4s")
+
+    def __init__(self, ctx: BarrierContext):
+        self.rank, self.world = ctx.rank, ctx.world_size
+        key = f"{ctx._prefix}/star"
+        delta = datetime.timedelta(seconds=ctx.timeout)
+        if self.rank == 0:
+            host = ctx.peers[0].rsplit(":", 1)[0] if ctx.peers and ctx.peers[0] else "127.0.0.1"
+            server = socket.create_server((host, 0))
+            server.settimeout(ctx.timeout)
+            ctx._store.set(key, f"{host}:{server.getsockname()[1]}")
+            conns: dict[int, socket.socket] = {}
+            try:
+                while len(conns) < self.world - 1:
+                    conn, _ = server.accept()
+                    conn.settimeout(ctx.timeout)
+                    conns[int(struct.unpack("!I", _recv_exact(conn, 4))[0])] = conn
+            finally:
+                server.close()
+            self.socks = [conns[r] for r in range(1, self.world)]
+        else:
+            ctx._store.wait([key], delta)
+            host, port = ctx._store.get(key).decode().rsplit(":", 1)
+            conn = socket.create_connection((host, int(port)), timeout=ctx.timeout)
+            conn.sendall(struct.pack("!I", self.rank))
+            self.socks = [conn]
+        for sock in self.socks:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def reduce(self, local: np.ndarray, op: str) -> np.ndarray:
+        header = self._HEADER.pack(local.nbytes, local.dtype.str.encode().ljust(4), op.encode().ljust(4))
+        if self.rank != 0:
+            self.socks[0].sendall(header + local.tobytes())
+            out = np.frombuffer(_recv_exact(self.socks[0], local.nbytes), dtype=local.dtype)
+            return out.reshape(local.shape).copy()
+        out = local
+        for rank, sock in enumerate(self.socks, start=1):
+            theirs = _recv_exact(sock, self._HEADER.size)
+            if theirs != header:
+                nbytes, dtype, their_op = self._HEADER.unpack(theirs)
+                raise ValueError(f"allreduce: rank {rank} sent {nbytes} bytes of {dtype.strip().decode()} "
+                                 f"({their_op.strip().decode()}), rank 0 {local.nbytes} bytes of {local.dtype.str} "
+                                 f"({op}): every rank must pass the same shape, dtype and op")
+            other = np.frombuffer(_recv_exact(sock, local.nbytes), dtype=local.dtype).reshape(local.shape)
+            out = _NP_REDUCE[op](out, other)
+        payload = out.tobytes()
+        for sock in self.socks:
+            sock.sendall(payload)
+        return out
+
+    def close(self) -> None:
+        for sock in self.socks:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = sock.recv_into(view[got:])
+        if k == 0:
+            raise ConnectionError(f"allreduce: a peer closed its connection after {got} of {n} bytes")
+        got += k
+    return bytes(buf)
 
 
 def _close_group() -> None:
@@ -416,6 +497,8 @@ def _make_task(fn: Callable, args: tuple, kwargs: dict, timeout: float, store_ad
             raise RuntimeError(f"rank {rank}/{len(infos)} (stage attempt {ctx.attempt}) failed: "
                                f"{type(exc).__name__}: {exc}\n{_FAILURE_MARK}<<<{encoded}>>>") from exc
         finally:
+            if ctx._star is not None:
+                ctx._star.close()
             if collectives:
                 _close_group()
         stats = ctx.stats()
