@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 #: settings per (algorithm, env) target; the budget is the issue's
 TARGETS = {
     ("dppo", "CartPole-v1"): dict(budget=300_000, threshold=475.0, params=dict(
-        numSteps=32, numMinibatches=2, updateEpochs=8, learningRate=1e-3, gaeLambda=0.8, gamma=0.98,
+        numSteps=32, numMinibatches=2, updateEpochs=8, learningRate=2e-3, gaeLambda=0.8, gamma=0.98,
         entropyCoef=0.0)),
     ("impala", "CartPole-v1"): dict(budget=500_000, threshold=475.0, params=dict(
         unrollLength=16, batchUnrolls=1, learningRate=2e-3)),
