@@ -50,8 +50,6 @@ class UnrollActor(WeightsActor):
         self.rng = np.random.default_rng(s)
         self.policy = make_numpy_policy(layout)
         self.T = length
-        self.version = -1
-
 
     def act(self, reply):
         if reply is None:
@@ -89,9 +87,7 @@ class NStepActor(WeightsActor):
         self.rng = np.random.default_rng(s)
         self.policy = make_numpy_policy(layout)
         self.n_step, self.gamma = n_step, gamma
-        self.version = -1
         self.carry: dict | None = None  # the last n-1 steps, whose windows close in the next shipment
-
 
     def rollout(self, steps: int, epsilon: float) -> tuple[dict, int]:
         """``steps`` steps on every env; returns the transitions whose n-step windows closed, flattened."""

@@ -370,7 +370,7 @@ class _Star:
                 while len(conns) < self.world - 1:
                     conn, _ = server.accept()
                     conn.settimeout(ctx.timeout)
-                    conns[int(struct.unpack("!I", _recv_exact(conn, 4))[0])] = conn
+                    conns[int(struct.unpack("!I", recv_exact(conn, 4))[0])] = conn
             finally:
                 server.close()
             self.socks = [conns[r] for r in range(1, self.world)]
@@ -387,17 +387,17 @@ class _Star:
         header = self._HEADER.pack(local.nbytes, local.dtype.str.encode().ljust(4), op.encode().ljust(4))
         if self.rank != 0:
             self.socks[0].sendall(header + local.tobytes())
-            out = np.frombuffer(_recv_exact(self.socks[0], local.nbytes), dtype=local.dtype)
+            out = np.frombuffer(recv_exact(self.socks[0], local.nbytes), dtype=local.dtype)
             return out.reshape(local.shape).copy()
         out = local
         for rank, sock in enumerate(self.socks, start=1):
-            theirs = _recv_exact(sock, self._HEADER.size)
+            theirs = recv_exact(sock, self._HEADER.size)
             if theirs != header:
                 nbytes, dtype, their_op = self._HEADER.unpack(theirs)
                 raise ValueError(f"allreduce: rank {rank} sent {nbytes} bytes of {dtype.strip().decode()} "
                                  f"({their_op.strip().decode()}), rank 0 {local.nbytes} bytes of {local.dtype.str} "
                                  f"({op}): every rank must pass the same shape, dtype and op")
-            other = np.frombuffer(_recv_exact(sock, local.nbytes), dtype=local.dtype).reshape(local.shape)
+            other = np.frombuffer(recv_exact(sock, local.nbytes), dtype=local.dtype).reshape(local.shape)
             out = _NP_REDUCE[op](out, other)
         payload = out.tobytes()
         for sock in self.socks:
@@ -412,13 +412,14 @@ class _Star:
                 pass
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    """Exactly ``n`` bytes from ``sock`` (the engine's TCP allreduce and the RL side channel read through it)."""
     buf = bytearray(n)
     view, got = memoryview(buf), 0
     while got < n:
-        k = sock.recv_into(view[got:])
+        k = sock.recv_into(view[got:], n - got)
         if k == 0:
-            raise ConnectionError(f"allreduce: a peer closed its connection after {got} of {n} bytes")
+            raise ConnectionError(f"the peer closed its connection after {got} of {n} bytes")
         got += k
     return bytes(buf)
 

@@ -158,8 +158,9 @@ def set_flat(net: nn.Module, flat: np.ndarray) -> None:
     """
     flat_t = torch.as_tensor(np.asarray(flat, dtype=np.float32)).reshape(-1)
     params = list(net.parameters())
-    if len(flat_t) != sum(p.numel() for p in params):
-        raise ValueError(f"set_flat: {len(flat_t)} values for {sum(p.numel() for p in params)} parameters")
+    total = sum(p.numel() for p in params)
+    if len(flat_t) != total:
+        raise ValueError(f"set_flat: {len(flat_t)} values for {total} parameters")
     offset = 0
     with torch.no_grad():
         for p in params:

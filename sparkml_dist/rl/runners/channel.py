@@ -21,6 +21,8 @@ import struct
 import threading
 import time
 
+from sparkml_dist.runtime.barrier import recv_exact
+
 logger = logging.getLogger(__name__)
 
 STOP = "__sparkml_dist_rl_stop__"
@@ -31,21 +33,9 @@ def _send(sock: socket.socket, data: bytes) -> None:
     sock.sendall(_LEN.pack(len(data)) + data)
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = sock.recv_into(view[got:], n - got)
-        if k == 0:
-            raise ConnectionError("channel closed by peer")
-        got += k
-    return bytes(buf)
-
-
 def _recv(sock: socket.socket) -> bytes:
-    (n,) = _LEN.unpack(_recv_exact(sock, _LEN.size))
-    return _recv_exact(sock, n)
+    (n,) = _LEN.unpack(recv_exact(sock, _LEN.size))
+    return recv_exact(sock, n)
 
 
 class Request:
