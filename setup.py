@@ -19,6 +19,7 @@ setup(
         "pandas>=2.0,<3",
         "scikit-learn>=1.4",
         "scipy>=1.10",
+        "threadpoolctl>=3",  # one BLAS thread in the RL driver loop (scikit-learn needs it too)
         # the cascade SVM's warm-startable SMO solver and fused kernels (C speed without a build step)
         "numba>=0.60",
         # barrier collectives (torch.distributed gloo); install torch==2.13.0 (CPU) first: a bare `torch`

@@ -294,3 +294,52 @@ def test_apex_actor_priorities_are_the_torch_td_errors():
         ref = (td_target(net, net, batch) - q).abs().numpy()
     np.testing.assert_allclose(batch["priority"], ref, rtol=1e-5, atol=1e-6)
     assert ref.std() > 0  # not a constant
+
+
+def test_numpy_double_dqn_step_is_torchs():
+    """Ape-X's numpy learner step against torch on the same data: double-DQN target, importance-weighted Huber loss
+    (``smooth_l1_loss``), autograd, ``clip_grad_norm_`` and ``torch.optim.Adam``, 60 steps with target syncs; the
+    clipping is active (a small norm) and the TD errors and losses agree at every step."""
+    import torch.nn.functional as F
+
+    from sparkml_dist.rl import ApeX
+    from sparkml_dist.rl.core.nets import get_flat
+    from sparkml_dist.rl.core.qlearn import NumpyDoubleDQN
+
+    algo = ApeX(env="CartPole-v1")
+    torch.manual_seed(3)
+    net, target = algo.make_policy(), algo.make_policy()
+    target.load_state_dict(net.state_dict())
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    dqn = NumpyDoubleDQN(algo.layout(), get_flat(net), lr=2e-3, max_grad_norm=0.1)
+    rng = np.random.default_rng(0)
+    clipped = 0
+    for step in range(60):
+        n = 64
+        batch = {"obs": rng.normal(size=(n, 4)).astype(np.float32), "action": rng.integers(0, 2, n),
+                 "reward": rng.normal(size=n).astype(np.float32),
+                 "discount": (0.97 * (rng.random(n) > 0.1)).astype(np.float32),
+                 "next_obs": rng.normal(size=(n, 4)).astype(np.float32)}
+        weights = rng.uniform(0.2, 1.0, n).astype(np.float32)
+        with torch.no_grad():
+            nxt = torch.as_tensor(batch["next_obs"])
+            a_star = net(nxt).argmax(-1, keepdim=True)
+            y = torch.as_tensor(batch["reward"]) + torch.as_tensor(batch["discount"]) * target(nxt).gather(
+                -1, a_star)[:, 0]
+        q = net(torch.as_tensor(batch["obs"])).gather(-1, torch.as_tensor(batch["action"])[:, None])[:, 0]
+        loss = (torch.as_tensor(weights) * F.smooth_l1_loss(q, y, reduction="none")).mean()
+        opt.zero_grad()
+        loss.backward()
+        clipped += float(torch.nn.utils.clip_grad_norm_(net.parameters(), 0.1)) > 0.1
+        opt.step()
+        got_loss, got_td = dqn.step(batch, weights)
+        assert got_loss == pytest.approx(loss.item(), rel=1e-4, abs=1e-6)
+        np.testing.assert_allclose(got_td, (y - q.detach()).abs().numpy(), rtol=1e-4, atol=1e-4)
+        if step % 20 == 19:
+            target.load_state_dict(net.state_dict())
+            dqn.sync_target()
+    assert clipped > 10
+    np.testing.assert_allclose(dqn.params, get_flat(net), atol=2e-4)
+    assert np.abs(dqn.params - get_flat(algo.make_policy())).max() > 1e-2  # it trained
+    with pytest.raises(ValueError, match="Q-network layout"):
+        NumpyDoubleDQN({"kind": "actor_critic", "layers": []}, dqn.params, 1e-3, 1.0)

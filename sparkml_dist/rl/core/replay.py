@@ -2,13 +2,57 @@
 
 The tree is one flat array of ``2 * capacity`` floats in heap layout (node ``i`` has children ``2i`` and ``2i+1``,
 leaves at ``capacity + j``), with ``capacity`` rounded up to a power of two so every leaf sits at the same depth.
-Updating a batch of leaves and sampling a batch both walk the ``log2(capacity)`` levels once, vectorised over the
-batch: O(batch log n) numpy work and no Python loop per item.
+Updating a batch of leaves and sampling a batch both walk the ``log2(capacity)`` levels once per item, in two small
+numba kernels: O(batch log n). (The same walk vectorised over the batch in numpy cost ~0.3 ms per Ape-X learner step
+here, ~1.3 ms beside two busy actors: 16 levels of a few array ops each, more than the DQN step's arithmetic.)
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+_KERNELS: dict = {}
+
+
+def _kernel(fn):
+    """``fn`` compiled by numba (cached on disk), imported on first use: processes that never build a tree (the
+    torch-free actors) do not load numba."""
+    if fn.__name__ not in _KERNELS:
+        from numba import njit
+
+        _KERNELS[fn.__name__] = njit(cache=True, nogil=True)(fn)
+    return _KERNELS[fn.__name__]
+
+
+def _update_paths(nodes, node, priority):  # pragma: no cover - compiled (numba)
+    """Set ``nodes[node[i]] = priority[i]`` in order and re-add the sums above each; returns the nodes written."""
+    writes = 0
+    for i in range(node.size):
+        j = node[i]
+        nodes[j] = priority[i]
+        writes += 1
+        while j > 1:
+            j >>= 1
+            nodes[j] = nodes[2 * j] + nodes[2 * j + 1]
+            writes += 1
+    return writes
+
+
+def _descend(nodes, mass, depth):  # pragma: no cover - compiled (numba)
+    """For each mass, walk from the root to the leaf whose cumulative interval holds it (heap node numbers)."""
+    out = np.empty(mass.size, dtype=np.int64)
+    for i in range(mass.size):
+        m = mass[i]
+        j = 1
+        for _ in range(depth):
+            left = 2 * j
+            if m >= nodes[left]:
+                m -= nodes[left]
+                j = left + 1
+            else:
+                j = left
+        out[i] = j
+    return out
 
 
 class SumTree:
@@ -39,28 +83,13 @@ class SumTree:
             raise ValueError("priorities must be finite and >= 0")
         if index.size and (index.min() < 0 or index.max() >= self.capacity):
             raise IndexError(f"leaf index out of range [0, {self.capacity})")
-        # duplicates: the last write wins, as a sequential update would do
-        index, first = np.unique(index[::-1], return_index=True)
-        priority = priority[::-1][first]
-        node = self.leaves + index
-        self.nodes[node] = priority
-        writes = node.size
-        for _ in range(self.depth):
-            node = np.unique(node >> 1)
-            self.nodes[node] = self.nodes[2 * node] + self.nodes[2 * node + 1]
-            writes += node.size
-        self.last_update_writes = writes
+        # items in order (a duplicate: the last write wins), each repairing its path to the root
+        self.last_update_writes = _kernel(_update_paths)(self.nodes, self.leaves + index, priority)
 
     def find(self, mass: np.ndarray) -> np.ndarray:
         """For each ``mass`` in ``[0, total)``, the leaf whose cumulative interval contains it."""
-        mass = np.array(mass, dtype=np.float64, copy=True)
-        node = np.ones(mass.shape, dtype=np.int64)
-        for _ in range(self.depth):
-            left = 2 * node
-            left_sum = self.nodes[left]
-            go_right = mass >= left_sum
-            mass = np.where(go_right, mass - left_sum, mass)
-            node = np.where(go_right, left + 1, left)
+        mass = np.asarray(mass, dtype=np.float64)
+        node = _kernel(_descend)(self.nodes, np.ascontiguousarray(mass).ravel(), self.depth).reshape(mass.shape)
         # float round-off can land on an empty leaf at the far right: step back to the last non-empty one
         leaf = np.minimum(node - self.leaves, self.capacity - 1)
         empty = self.nodes[self.leaves + leaf] <= 0
