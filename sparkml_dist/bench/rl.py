@@ -27,7 +27,8 @@ TARGETS = {
         entropyCoef=0.0)),
     ("impala", "CartPole-v1"): dict(budget=500_000, threshold=475.0, params=dict(
         unrollLength=16, batchUnrolls=1, learningRate=2e-3)),
-    ("apex", "CartPole-v1"): dict(budget=300_000, threshold=475.0, params=dict(learningStarts=1_000)),
+    ("apex", "CartPole-v1"): dict(budget=300_000, threshold=475.0, params=dict(
+        learningStarts=1_000, learningRate=2.5e-3, gamma=0.98, queueSize=2)),
     ("dppo", "Acrobot-v1"): dict(budget=500_000, threshold=-100.0, params=dict(numSteps=64, learningRate=1e-3)),
     ("impala", "Acrobot-v1"): dict(budget=500_000, threshold=-100.0, params=dict(unrollLength=16,
                                                                                   learningRate=1e-3)),

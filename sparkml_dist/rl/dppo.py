@@ -21,7 +21,7 @@ from sparkml_dist.rl.algorithm import Algorithm
 from sparkml_dist.rl.config import RLConfig, annealed_lr, param
 from sparkml_dist.rl.core.advantages import gae
 from sparkml_dist.rl.core.envs import VectorEnv
-from sparkml_dist.rl.core.nets import ActorCritic, adam, get_flat, get_flat_grad, set_flat_grad
+from sparkml_dist.rl.core.nets import ActorCritic, get_flat, get_flat_grad, set_flat_grad
 from sparkml_dist.rl.runners.progress import Checkpointer, Progress
 
 
@@ -136,7 +136,7 @@ class DPPO(Algorithm):
         world = world_size or len(worker_ids)
         torch.manual_seed(c.seed)
         net = self.make_policy()
-        opt = adam(net, c.learningRate, eps=1e-5)
+        opt = torch.optim.Adam(net.parameters(), lr=c.learningRate, eps=1e-5)
         progress = Progress(self.name, c.totalSteps, c.logEvery if report is None else math.inf)
         ckpt = Checkpointer(c.checkpointDir if rank == 0 else None, c.checkpointEvery)
         if state is None and reduce_mean is None:

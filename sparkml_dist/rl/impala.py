@@ -24,7 +24,7 @@ import torch
 from sparkml_dist.rl.actors import UnrollActor
 from sparkml_dist.rl.algorithm import Algorithm
 from sparkml_dist.rl.config import RLConfig, annealed_lr, param
-from sparkml_dist.rl.core.nets import ActorCritic, adam, get_flat
+from sparkml_dist.rl.core.nets import ActorCritic, get_flat
 from sparkml_dist.rl.core.off_policy import vtrace
 
 
@@ -49,7 +49,7 @@ class ImpalaLearner:
         c = self.config = algo.config
         torch.manual_seed(c.seed)
         self.net = algo.make_policy()
-        self.opt = adam(self.net, c.learningRate, eps=1e-5)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=c.learningRate, eps=1e-5)
         self.batch = c.numActors if (c.lagMode == "lag1" or not c.batchUnrolls) else c.batchUnrolls
         self.version = 0
         self.steps_trained = 0  # env steps in the unrolls of every update so far (the step-size schedule's clock)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sparkml_dist.rl.core.nets import adam, get_flat, set_flat_grad
+from sparkml_dist.rl.core.nets import get_flat, set_flat_grad
 
 
 class ParameterServer:
@@ -17,7 +17,7 @@ class ParameterServer:
         if optimizer == "rmsprop":  # A3C's shared RMSProp (Mnih et al. 2016)
             self.opt = torch.optim.RMSprop(self.net.parameters(), lr=c.learningRate, alpha=0.99, eps=1e-5)
         else:
-            self.opt = adam(self.net, c.learningRate, eps=1e-5)
+            self.opt = torch.optim.Adam(self.net.parameters(), lr=c.learningRate, eps=1e-5)
         self.version = 0
         self.dropped = 0
         self.applied = 0

@@ -180,9 +180,3 @@ def set_flat_grad(net: nn.Module, flat: np.ndarray) -> None:
         n = p.numel()
         p.grad = flat_t[offset:offset + n].view_as(p).clone()
         offset += n
-
-
-def adam(net: nn.Module, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
-    """The RL learners' optimizer: Adam with its fused kernel on parameters on one device (one op per step instead
-    of ~6 per parameter tensor: for these small MLPs the per-op overhead is most of an update)."""
-    return torch.optim.Adam(net.parameters(), lr=lr, eps=eps, fused=True)

@@ -45,6 +45,7 @@ class NumpyDoubleDQN:
         self.grad = np.zeros_like(self.params)
         self.m = np.zeros_like(self.params)
         self.v = np.zeros_like(self.params)
+        self._scratch = np.zeros_like(self.params)
         self.t = 0
         self.max_grad_norm = max_grad_norm
         self.eps = eps
@@ -62,9 +63,10 @@ class NumpyDoubleDQN:
     def _forward(layers, x: np.ndarray, keep: bool = False):
         acts = [x]
         for weight, bias, act in layers:
-            x = x @ weight.T + bias
+            x = x @ weight.T
+            x += bias
             if act == "relu":
-                x = np.maximum(x, 0.0)
+                np.maximum(x, 0.0, out=x)
             if keep:
                 acts.append(x)
         return acts if keep else x
@@ -82,29 +84,32 @@ class NumpyDoubleDQN:
         next_obs = np.asarray(batch["next_obs"], dtype=np.float32)
         n = len(obs)
         rows = np.arange(n)
-        a_next = self._forward(self._online, next_obs).argmax(-1)
-        boot = self._forward(self._target, next_obs)[rows, a_next]
+        # one pass of the online net over s and s' (the s' half only picks the double-DQN action)
+        acts = self._forward(self._online, np.concatenate((obs, next_obs)), keep=True)
+        q_all = acts[-1]
+        boot = self._forward(self._target, next_obs)[rows, q_all[n:].argmax(-1)]
         y = batch["reward"] + batch["discount"] * boot
-        acts = self._forward(self._online, obs, keep=True)
         action = np.asarray(batch["action"], dtype=np.int64)
-        delta = acts[-1][rows, action] - y
+        delta = q_all[rows, action] - y
         abs_delta = np.abs(delta)
         weights = np.asarray(weights, dtype=np.float32)
         loss = float(np.mean(weights * np.where(abs_delta < 1.0, 0.5 * delta * delta, abs_delta - 0.5)))
-        g = np.zeros_like(acts[-1])
+        g = np.zeros((n, q_all.shape[1]), dtype=np.float32)
         g[rows, action] = weights * np.clip(delta, -1.0, 1.0) / n  # d loss / d q
         for k in range(len(self._online) - 1, -1, -1):
-            weight = self._online[k][0]
+            below = acts[k][:n]
             g_weight, g_bias, _ = self._grads[k]
-            np.matmul(g.T, acts[k], out=g_weight)
+            np.matmul(g.T, below, out=g_weight)
             np.sum(g, axis=0, out=g_bias)
             if k:
-                g = (g @ weight) * (acts[k] > 0)  # through the ReLU of the layer below
+                g = g @ self._online[k][0]
+                g *= below > 0  # through the ReLU of the layer below
         self._apply()
         return loss, abs_delta.astype(np.float32)
 
     def _apply(self) -> None:
-        grad, m, v = self.grad, self.m, self.v
+        """``clip_grad_norm_`` and one Adam step, in place on the flat vectors (one scratch vector, no temporaries)."""
+        grad, m, v, tmp = self.grad, self.m, self.v, self._scratch
         norm = float(np.sqrt(np.dot(grad, grad)))
         coef = self.max_grad_norm / (norm + 1e-6)
         if coef < 1.0:
@@ -112,12 +117,18 @@ class NumpyDoubleDQN:
         self.t += 1
         b1, b2 = self.betas
         m *= b1
-        m += (1.0 - b1) * grad
+        np.multiply(grad, 1.0 - b1, out=tmp)
+        m += tmp
         v *= b2
-        v += (1.0 - b2) * grad * grad
-        lr = self.param_groups[0]["lr"]
-        denom = np.sqrt(v) / np.sqrt(1.0 - b2 ** self.t) + self.eps
-        self.params -= (lr / (1.0 - b1 ** self.t)) * m / denom
+        np.multiply(grad, grad, out=tmp)
+        tmp *= 1.0 - b2
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp /= np.sqrt(1.0 - b2 ** self.t)
+        tmp += self.eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= self.param_groups[0]["lr"] / (1.0 - b1 ** self.t)
+        self.params -= tmp
 
     def state_dict(self) -> dict:
         return {"params": self.params.copy(), "target": self.target.copy(), "m": self.m.copy(), "v": self.v.copy(),
