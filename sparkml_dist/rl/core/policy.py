@@ -23,6 +23,22 @@ import numpy as np
 _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 
 
+def mlp_forward(layers, x: np.ndarray, keep: bool = False):
+    """``layers`` (``(weight (in, out), bias, "tanh" | "relu" | None)``) applied to ``x``; with ``keep``, the list of
+    every layer's input and the output (what a backward pass needs: :mod:`~sparkml_dist.rl.core.qlearn`)."""
+    acts = [x]
+    for weight, bias, act in layers:
+        x = x @ weight
+        x += bias
+        if act == "tanh":
+            np.tanh(x, out=x)
+        elif act == "relu":
+            np.maximum(x, 0.0, out=x)
+        if keep:
+            acts.append(x)
+    return acts if keep else x
+
+
 class NumpyMLP:
     """The layers of a layout, loaded from a flat float32 weight vector (the learner's ``get_flat``)."""
 
@@ -45,14 +61,7 @@ class NumpyMLP:
             self.log_std = flat[off:off + n].copy()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        for weight, bias, act in self.layers:
-            x = x @ weight + bias
-            if act == "tanh":
-                x = np.tanh(x)
-            elif act == "relu":
-                x = np.maximum(x, 0.0)
-        return x
+        return mlp_forward(self.layers, np.asarray(x, dtype=np.float32))
 
 
 class NumpyPolicy(NumpyMLP):

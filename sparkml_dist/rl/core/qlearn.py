@@ -9,12 +9,14 @@ on one flat vector costs ~3x less. The weights keep torch's layout (:func:`~spar
 
 The step is torch's, operation for operation: Huber loss (``smooth_l1_loss``, ``beta=1``) weighted by importance
 weights and averaged; ``clip_grad_norm_`` (``coef = max_norm / (norm + 1e-6)``, applied when below 1); Adam with
-torch's bias corrections (``tests/test_rl_core.py`` checks 50 steps against torch autograd + ``torch.optim.Adam``).
+torch's bias corrections (``tests/test_rl_core.py`` checks 60 steps against torch autograd + ``torch.optim.Adam``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from sparkml_dist.rl.core.policy import mlp_forward
 
 
 class NumpyDoubleDQN:
@@ -57,22 +59,9 @@ class NumpyDoubleDQN:
         self._grads = self._views(self.grad)
 
     def _views(self, flat: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, str | None]]:
-        return [(flat[w:w + i * o].reshape(o, i), flat[b:b + o], act) for w, i, o, b, act in self._layers]
-
-    @staticmethod
-    def _forward(layers, x: np.ndarray, keep: bool = False):
-        acts = [x]
-        for weight, bias, act in layers:
-            x = x @ weight.T
-            x += bias
-            if act == "relu":
-                np.maximum(x, 0.0, out=x)
-            if keep:
-                acts.append(x)
-        return acts if keep else x
-
-    def q_values(self, obs: np.ndarray) -> np.ndarray:
-        return self._forward(self._online, np.asarray(obs, dtype=np.float32))
+        """Per layer: the weight as an ``(in, out)`` view of torch's ``(out, in)`` block, the bias, the activation
+        (what :func:`~sparkml_dist.rl.core.policy.mlp_forward` takes; writes through the views land in ``flat``)."""
+        return [(flat[w:w + i * o].reshape(o, i).T, flat[b:b + o], act) for w, i, o, b, act in self._layers]
 
     def sync_target(self) -> None:
         self.target[:] = self.params
@@ -85,9 +74,9 @@ class NumpyDoubleDQN:
         n = len(obs)
         rows = np.arange(n)
         # one pass of the online net over s and s' (the s' half only picks the double-DQN action)
-        acts = self._forward(self._online, np.concatenate((obs, next_obs)), keep=True)
+        acts = mlp_forward(self._online, np.concatenate((obs, next_obs)), keep=True)
         q_all = acts[-1]
-        boot = self._forward(self._target, next_obs)[rows, q_all[n:].argmax(-1)]
+        boot = mlp_forward(self._target, next_obs)[rows, q_all[n:].argmax(-1)]
         y = batch["reward"] + batch["discount"] * boot
         action = np.asarray(batch["action"], dtype=np.int64)
         delta = q_all[rows, action] - y
@@ -99,10 +88,10 @@ class NumpyDoubleDQN:
         for k in range(len(self._online) - 1, -1, -1):
             below = acts[k][:n]
             g_weight, g_bias, _ = self._grads[k]
-            np.matmul(g.T, below, out=g_weight)
+            np.matmul(g.T, below, out=g_weight.T)  # written in torch's (out, in) block, C-contiguous
             np.sum(g, axis=0, out=g_bias)
             if k:
-                g = g @ self._online[k][0]
+                g = g @ self._online[k][0].T
                 g *= below > 0  # through the ReLU of the layer below
         self._apply()
         return loss, abs_delta.astype(np.float32)
