@@ -26,6 +26,8 @@ FAST = {
     "apex": dict(totalSteps=30_000, learningStarts=1_000),
     "gorila": dict(totalSteps=60_000, nStep=3),  # 1-step targets (30k) and 3-step at 40k pass only in some async orders
 }
+#: asynchronous Spark runs whose order varies run by run: GORILA's at 60k passed in most orders, not all
+SPARK_BUDGET = {"gorila": 80_000}
 
 
 def random_return(episodes: int = 10, seed: int = 10_000) -> float:
@@ -51,10 +53,12 @@ def random_baseline():
 @pytest.mark.parametrize("runner", ["local", "spark"])
 @pytest.mark.parametrize("name", sorted(FAST))
 def test_learns_cartpole(name, runner, spark, random_baseline):
-    algo = ALGORITHMS[name](env="CartPole-v1", numActors=2, envsPerActor=8, seed=0, runner=runner, **FAST[name])
+    params = {**FAST[name], "totalSteps": SPARK_BUDGET.get(name, FAST[name]["totalSteps"])} if runner == "spark" \
+        else FAST[name]
+    algo = ALGORITHMS[name](env="CartPole-v1", numActors=2, envsPerActor=8, seed=0, runner=runner, **params)
     result = algo.train(spark=spark if runner == "spark" else None)
     score = result.evaluate(episodes=10)
-    assert result.stats["env_steps"] >= FAST[name]["totalSteps"]
+    assert result.stats["env_steps"] >= params["totalSteps"]
     assert result.history and result.history[-1]["env_steps"] == result.stats["env_steps"]
     assert score >= max(100.0, 4 * random_baseline), (name, runner, score, random_baseline, result.history[-3:])
     if runner == "spark" and name != "dppo":

@@ -277,10 +277,14 @@ def test_act_sees_every_set_flat():
 
 def test_apex_actor_priorities_are_the_torch_td_errors():
     """The Ape-X actor scores its transitions in numpy: |double-DQN n-step target - Q(s, a)| under its own copy of
-    the net, equal (float32) to the learner's torch ``td_target`` with the online net as its own target."""
+    the net, equal (float32) to the double-DQN target written in torch here, with the online net as its own target."""
     from sparkml_dist.rl import ApeX
-    from sparkml_dist.rl.apex import td_target
     from sparkml_dist.rl.core.nets import get_flat
+
+    def td_target(net, target, batch):  # R + discount * Q_target(s', argmax_a Q(s', a))
+        next_obs = torch.as_tensor(batch["next_obs"])
+        boot = target(next_obs).gather(-1, net(next_obs).argmax(-1, keepdim=True)).squeeze(-1)
+        return torch.as_tensor(batch["reward"]) + torch.as_tensor(batch["discount"]) * boot
 
     algo = ApeX(env="CartPole-v1", numActors=2, envsPerActor=4, unrollLength=16, nStep=3)
     torch.manual_seed(1)

@@ -45,16 +45,9 @@ class ApeXConfig(RLConfig):
     beta: float = param(0.4, "importance-sampling exponent", min=0.0, max=1.0)
     epsilon: float = param(0.4, "base epsilon of the per-actor schedule", min=0.0, max=1.0)
     epsilonAlpha: float = param(7.0, "exponent range of the per-actor schedule", min=0.0)
-
-
-def td_target(net, target, batch: dict, double: bool = True) -> torch.Tensor:
-    """``R + discount * Q_target(s', argmax_a Q(s', a))`` (double DQN; ``target=net`` on the actors)."""
-    with torch.no_grad():
-        next_obs = torch.as_tensor(batch["next_obs"])
-        q_next = target(next_obs)
-        a_next = net(next_obs).argmax(-1, keepdim=True) if double else q_next.argmax(-1, keepdim=True)
-        boot = q_next.gather(-1, a_next).squeeze(-1)
-        return torch.as_tensor(batch["reward"]) + torch.as_tensor(batch["discount"]) * boot
+    actorNice: int = param(10, "niceness added to the actor loops of a Spark run (their thread only): the run is "
+                               "learner-bound, so where actors share cores with the driver the learner goes first",
+                           min=0, max=19)
 
 
 def replay_fields(algo: Algorithm) -> dict:

@@ -33,6 +33,9 @@ class RLConfig:
     maxGradNorm: float = param(0.5, "gradient clipping norm", gt=0.0)
     hidden: int = param(64, "hidden units per layer of the policy/value MLPs", min=1)
     queueSize: int = param(8, "payloads waiting at the learner before actors block (back-pressure)", min=1)
+    actorNice: int = param(0, "niceness added to the actor loops of a Spark run (their thread only); on a box "
+                              "whose cores the driver's learner shares with the actors, the learner then runs first",
+                           min=0, max=19)
     checkpointDir: str | None = param(None, "directory of checkpoint.pt; a run finding one there resumes from it",
                                       optional=True)
     checkpointEvery: int = param(0, "env steps between checkpoints (0: only at the end)", min=0)

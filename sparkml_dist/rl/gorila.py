@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
 from sparkml_dist.rl.actors import NStepActor
 from sparkml_dist.rl.algorithm import Algorithm
-from sparkml_dist.rl.apex import replay_fields, td_target
+from sparkml_dist.rl.apex import replay_fields
 from sparkml_dist.rl.config import RLConfig, param
 from sparkml_dist.rl.core.epsilon import linear_schedule
-from sparkml_dist.rl.core.nets import QNetwork, get_flat_grad, set_flat
+from sparkml_dist.rl.core.nets import QNetwork, get_flat
+from sparkml_dist.rl.core.qlearn import NumpyDoubleDQN
 from sparkml_dist.rl.core.replay import PrioritizedReplay, replay_nbytes
 from sparkml_dist.rl.parameter_server import ParameterServer
 
@@ -46,15 +44,16 @@ class GorilaActor(NStepActor):
     def __init__(self, algo: Algorithm, actor_id: int, generation: int):
         super().__init__(actor_id, generation, **algo.nstep_actor_kwargs())
         c = self.config = algo.config
-        self.net = algo.make_policy()  # the torch twin of the acting policy, for the gradient
-        self.target = algo.make_policy()
+        # the gradient in numpy on the flat weights (core.qlearn; the server's Adam does the update); the target is
+        # refreshed from the server's weights every targetUpdate versions
+        self.q = NumpyDoubleDQN(algo.layout(), get_flat(algo.make_policy()), c.learningRate, c.maxGradNorm)
         self.target_epoch = -1
         self.replay = PrioritizedReplay(c.bufferSize, replay_fields(algo), alpha=0.0, beta=0.0)
         self.explore_steps = c.explorationFraction * c.totalSteps / c.numActors
         self.steps = 0
 
     def on_weights(self, weights):
-        set_flat(self.net, weights)
+        self.q.params[:] = weights
 
     def act(self, reply):
         if reply is None:
@@ -63,7 +62,7 @@ class GorilaActor(NStepActor):
         self.load(reply)
         version, weights = reply
         if version // c.targetUpdate != self.target_epoch:
-            set_flat(self.target, weights)
+            self.q.target[:] = weights
             self.target_epoch = version // c.targetUpdate
         eps = linear_schedule(1.0, c.finalEpsilon, self.explore_steps, self.steps)
         batch, steps = self.rollout(c.stepsPerGradient, eps)
@@ -73,13 +72,8 @@ class GorilaActor(NStepActor):
         payload = {"steps": steps, "returns": self.env.drain_returns(), "version": self.version, "grad": None}
         if len(self.replay) >= c.learningStarts:
             sample, _, _ = self.replay.sample(c.batchSize, self.rng)
-            y = td_target(self.net, self.target, sample)
-            q = self.net(torch.as_tensor(sample["obs"])).gather(
-                -1, torch.as_tensor(sample["action"]).long().unsqueeze(-1)).squeeze(-1)
-            loss = F.smooth_l1_loss(q, y)
-            self.net.zero_grad()
-            loss.backward()
-            payload["grad"], payload["loss"] = get_flat_grad(self.net), loss.item()
+            loss, _ = self.q.gradient(sample)
+            payload["grad"], payload["loss"] = self.q.grad.copy(), loss
         return payload
 
 

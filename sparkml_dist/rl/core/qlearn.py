@@ -69,6 +69,13 @@ class NumpyDoubleDQN:
     def step(self, batch: dict, weights: np.ndarray) -> tuple[float, np.ndarray]:
         """One importance-weighted double-DQN step on ``batch`` (``obs, action, reward, discount, next_obs``);
         returns the loss and the new ``|TD|`` (computed before the update, as the torch step returns them)."""
+        loss, td = self.gradient(batch, weights)
+        self._apply()
+        return loss, td
+
+    def gradient(self, batch: dict, weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """The loss's gradient into :attr:`grad` (torch's flat layout; what a GORILA actor-learner ships), without
+        an update; returns the loss and ``|TD|``. ``weights=None``: unweighted (``smooth_l1_loss``'s mean)."""
         obs = np.asarray(batch["obs"], dtype=np.float32)
         next_obs = np.asarray(batch["next_obs"], dtype=np.float32)
         n = len(obs)
@@ -81,7 +88,7 @@ class NumpyDoubleDQN:
         action = np.asarray(batch["action"], dtype=np.int64)
         delta = q_all[rows, action] - y
         abs_delta = np.abs(delta)
-        weights = np.asarray(weights, dtype=np.float32)
+        weights = np.ones(n, dtype=np.float32) if weights is None else np.asarray(weights, dtype=np.float32)
         loss = float(np.mean(weights * np.where(abs_delta < 1.0, 0.5 * delta * delta, abs_delta - 0.5)))
         g = np.zeros((n, q_all.shape[1]), dtype=np.float32)
         g[rows, action] = weights * np.clip(delta, -1.0, 1.0) / n  # d loss / d q
@@ -93,7 +100,6 @@ class NumpyDoubleDQN:
             if k:
                 g = g @ self._online[k][0].T
                 g *= below > 0  # through the ReLU of the layer below
-        self._apply()
         return loss, abs_delta.astype(np.float32)
 
     def _apply(self) -> None:

@@ -24,8 +24,14 @@ def _kernel(fn):
     return _KERNELS[fn.__name__]
 
 
-def _update_paths(nodes, node, priority):  # pragma: no cover - compiled (numba)
-    """Set ``nodes[node[i]] = priority[i]`` in order and re-add the sums above each; returns the nodes written."""
+def _update_paths(nodes, node, priority, leaves, capacity):  # pragma: no cover - compiled (numba)
+    """Set ``nodes[node[i]] = priority[i]`` in order and re-add the sums above each; returns the nodes written, or
+    before writing anything -1 (a priority negative or not finite) or -2 (a leaf outside ``[0, capacity)``)."""
+    for i in range(node.size):
+        if not (0.0 <= priority[i] < np.inf):
+            return -1
+        if node[i] < leaves or node[i] >= leaves + capacity:
+            return -2
     writes = 0
     for i in range(node.size):
         j = node[i]
@@ -38,9 +44,10 @@ def _update_paths(nodes, node, priority):  # pragma: no cover - compiled (numba)
     return writes
 
 
-def _descend(nodes, mass, depth):  # pragma: no cover - compiled (numba)
-    """For each mass, walk from the root to the leaf whose cumulative interval holds it (heap node numbers)."""
-    out = np.empty(mass.size, dtype=np.int64)
+def _descend(nodes, mass, depth, leaves, capacity, out):  # pragma: no cover - compiled (numba)
+    """For each mass, walk from the root to the leaf whose cumulative interval holds it; writes leaf numbers (clamped
+    to ``capacity - 1``) to ``out`` and returns how many landed on an empty leaf (float round-off at the right)."""
+    empty = 0
     for i in range(mass.size):
         m = mass[i]
         j = 1
@@ -51,8 +58,19 @@ def _descend(nodes, mass, depth):  # pragma: no cover - compiled (numba)
                 j = left + 1
             else:
                 j = left
-        out[i] = j
-    return out
+        leaf = min(j - leaves, capacity - 1)
+        out[i] = leaf
+        if nodes[leaves + leaf] <= 0:
+            empty += 1
+    return empty
+
+
+def load_kernels() -> None:
+    """Import numba and load (or compile) both kernels now: the first tree otherwise pays it, ~1.3 s here, on its
+    first update (a benchmark's warm-up calls this, as it imports torch before timing)."""
+    tree = SumTree(2)
+    tree.update(np.array([0]), np.array([1.0]))
+    tree.find(np.array([0.5]))
 
 
 class SumTree:
@@ -79,33 +97,36 @@ class SumTree:
         """Set leaves ``index`` to ``priority`` and repair the sums on their paths to the root."""
         index = np.asarray(index, dtype=np.int64).ravel()
         priority = np.asarray(priority, dtype=np.float64).ravel()
-        if np.any(priority < 0) or not np.all(np.isfinite(priority)):
-            raise ValueError("priorities must be finite and >= 0")
-        if index.size and (index.min() < 0 or index.max() >= self.capacity):
+        # items in order (a duplicate: the last write wins), each repairing its path to the root; the kernel checks
+        # every priority before it writes any
+        writes = _kernel(_update_paths)(self.nodes, self.leaves + index, priority, self.leaves, self.capacity)
+        if writes == -2:
             raise IndexError(f"leaf index out of range [0, {self.capacity})")
-        # items in order (a duplicate: the last write wins), each repairing its path to the root
-        self.last_update_writes = _kernel(_update_paths)(self.nodes, self.leaves + index, priority)
+        if writes < 0:
+            raise ValueError("priorities must be finite and >= 0")
+        self.last_update_writes = writes
 
     def find(self, mass: np.ndarray) -> np.ndarray:
         """For each ``mass`` in ``[0, total)``, the leaf whose cumulative interval contains it."""
-        mass = np.asarray(mass, dtype=np.float64)
-        node = _kernel(_descend)(self.nodes, np.ascontiguousarray(mass).ravel(), self.depth).reshape(mass.shape)
-        # float round-off can land on an empty leaf at the far right: step back to the last non-empty one
-        leaf = np.minimum(node - self.leaves, self.capacity - 1)
-        empty = self.nodes[self.leaves + leaf] <= 0
-        if np.any(empty):
+        mass = np.ascontiguousarray(mass, dtype=np.float64)
+        leaf = np.empty(mass.shape, dtype=np.int64)
+        empty = _kernel(_descend)(self.nodes, mass.ravel(), self.depth, self.leaves, self.capacity, leaf.ravel())
+        if empty:  # float round-off landed on an empty leaf at the far right: step back to the last non-empty one
+            miss = self.nodes[self.leaves + leaf] <= 0
             nonzero = np.flatnonzero(self.nodes[self.leaves:self.leaves + self.capacity] > 0)
-            pos = np.searchsorted(nonzero, leaf[empty], side="right") - 1
-            leaf[empty] = nonzero[np.clip(pos, 0, nonzero.size - 1)]
+            pos = np.searchsorted(nonzero, leaf[miss], side="right") - 1
+            leaf[miss] = nonzero[np.clip(pos, 0, nonzero.size - 1)]
         return leaf
 
     def sample(self, batch: int, rng: np.random.Generator) -> np.ndarray:
         """``batch`` leaves drawn proportionally to priority (stratified: one draw per equal slice of the mass)."""
         if self.total <= 0:
             raise ValueError("cannot sample from an empty sum-tree")
-        edges = np.linspace(0.0, self.total, batch + 1)
-        mass = rng.uniform(edges[:-1], edges[1:])
-        return self.find(np.minimum(mass, np.nextafter(self.total, 0)))
+        total = self.total
+        mass = np.arange(batch, dtype=np.float64)
+        mass += rng.random(batch)
+        mass *= total / batch
+        return self.find(np.minimum(mass, np.nextafter(total, 0), out=mass))
 
 
 def replay_nbytes(capacity: int, fields: dict) -> int:
@@ -166,10 +187,11 @@ class PrioritizedReplay:
     def sample(self, batch: int, rng: np.random.Generator) -> tuple[dict, np.ndarray, np.ndarray]:
         """A batch, its indices (for :meth:`update_priorities`) and normalised importance-sampling weights."""
         idx = self.tree.sample(batch, rng)
-        probs = self.tree.get(idx) / self.tree.total
-        weights = (self.size * probs) ** (-self.beta)
-        weights /= weights.max()
-        return {k: v[idx] for k, v in self.data.items()}, idx, weights.astype(np.float32)
+        # (N P(i))^-beta over its maximum, the weight of the least likely draw: (p_i / p_min)^-beta
+        prio = self.tree.get(idx)
+        weights = np.divide(prio, prio.min(), out=prio)
+        np.power(weights, -self.beta, out=weights)
+        return {k: v.take(idx, axis=0) for k, v in self.data.items()}, idx, weights.astype(np.float32)
 
     def update_priorities(self, idx: np.ndarray, priorities: np.ndarray) -> None:
         p = np.abs(np.asarray(priorities, dtype=np.float64)) + self.eps

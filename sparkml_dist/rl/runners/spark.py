@@ -76,7 +76,10 @@ def _run_async(algo, spark, callback):
     server = ChannelServer(host, c.queueSize, auto_reply=algo.mode == "weights")
     if algo.mode != "inference":
         server.publish(learner.reply())
-    stage = _Stage(algo, spark, (algo.actor_factory(), server.address, generation, c.timeout))
+    def launch(generation: int) -> _Stage:
+        return _Stage(algo, spark, (algo.actor_factory(), server.address, generation, c.timeout, c.actorNice))
+
+    stage = launch(generation)
     stages = [stage]
     watch = MemoryWatch(c.memoryLimitMB)
     try:
@@ -92,7 +95,7 @@ def _run_async(algo, spark, callback):
                 logger.warning("%s: actor stage failed (%s); launching replacement actors (restart %d of %d)",
                                algo.name, _short(cause), progress.restarts, c.maxActorRestarts)
                 server.reset()
-                stage = _Stage(algo, spark, (algo.actor_factory(), server.address, generation, c.timeout))
+                stage = launch(generation)
                 stages.append(stage)
                 continue
             items = server.take(algo.mode, c.numActors)
