@@ -29,8 +29,8 @@ def test_job_runs_in_process_and_writes_model(spark, tmp_path, job, overrides):
 
 @pytest.mark.cluster
 @pytest.mark.parametrize("script,job,extra", [
-    # the k-means job's submit (tests/test_clustering_jobs.py) and tests/test_cluster.py cover the spark-submit route
-    # across executor JVMs in the default suite; these jobs' logic runs in-process above (default suite time budget)
+    # tests/test_cluster.py covers the spark-submit route across executor JVMs in the default suite; these jobs'
+    # logic runs in-process above (default suite time budget)
     pytest.param("train_adaboost.py", "adaboost", ["params.maxIter=5"], marks=pytest.mark.slow),
     pytest.param("train_svm.py", "svm", ["params.maxPasses=2"], marks=pytest.mark.slow),
 ])

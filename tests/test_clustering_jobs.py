@@ -31,8 +31,10 @@ def test_job_runs_in_process_and_writes_outputs(spark, tmp_path, job):
 
 @pytest.mark.cluster
 @pytest.mark.parametrize("script,job,engine", [
-    ("train_kmeans.py", "kmeans", "mapreduce"),
-    # same spark-submit route; the BSP engine on the standalone cluster also runs in tests/test_cluster.py
+    # ~70 s each: `pytest -m slow` (the default suite stays under 20 minutes). The default suite covers the
+    # spark-submit route across two executor JVMs and a barrier stage spanning them in tests/test_cluster.py, the
+    # jobs' logic in-process above; the fault tests (`-m faults`) run the MapReduce engine on a standalone cluster
+    pytest.param("train_kmeans.py", "kmeans", "mapreduce", marks=pytest.mark.slow),
     pytest.param("train_fuzzy.py", "fuzzy_cmeans", "bsp", marks=pytest.mark.slow),
 ])
 def test_job_by_spark_submit_on_standalone_cluster(standalone_cluster, tmp_path, script, job, engine):
