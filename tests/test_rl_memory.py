@@ -115,3 +115,43 @@ print("torch" in sys.modules, steps, rss)
     assert torch_loaded == "False"
     assert int(steps) >= 20 * 8  # it acted: 20 calls on 8 envs (a whole unroll each for IMPALA / Ape-X)
     assert int(rss) < 150, rss  # a torch process is ~290 MB here
+
+
+def test_actor_loop_runs_at_the_added_niceness_and_the_worker_thread_keeps_its_own():
+    """``actorNice``: the actor loop runs in a thread of its own at the added niceness (Linux: per thread), so the
+    (reused) Python worker's thread, here the test's, keeps its priority; the loop still ends on ``STOP``."""
+    import os
+    import threading
+    import types
+
+    from sparkml_dist.rl.runners.channel import ChannelServer
+    from sparkml_dist.rl.runners.task import actor_task
+
+    def niceness():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    server = ChannelServer("127.0.0.1", 8, auto_reply=True)
+    server.publish((0, None))
+    seen = []
+
+    class Probe:
+        def __init__(self, rank, generation):
+            self.rank = rank
+
+        def act(self, reply):
+            seen.append(niceness())
+            if len(seen) == 3:
+                server.stop_actors()
+            return {"steps": 1}
+
+        def close(self):
+            pass
+
+    before = niceness()
+    try:
+        out = actor_task(types.SimpleNamespace(rank=0), Probe, server.address, 0, 30.0, nice=5)
+    finally:
+        server.close()
+    assert out["actor_id"] == 0 and len(seen) >= 3
+    assert seen == [min(19, before + 5)] * len(seen)
+    assert niceness() == before
