@@ -26,8 +26,9 @@ FAST = {
     "apex": dict(totalSteps=30_000, learningStarts=1_000),
     "gorila": dict(totalSteps=60_000, nStep=3),  # 1-step targets (30k) and 3-step at 40k pass only in some async orders
 }
-#: asynchronous Spark runs whose order varies run by run: GORILA's at 60k passed in most orders, not all
-SPARK_BUDGET = {"gorila": 80_000}
+#: asynchronous Spark runs whose order varies run by run. GORILA's numpy actor-learners outpace the server, which
+#: drops ~18% of their gradients as stale (maxStaleness): at 80k, 1 run in ~6 ended below 100; at 100k 3 of 3 passed
+SPARK_BUDGET = {"gorila": 100_000}
 
 
 def random_return(episodes: int = 10, seed: int = 10_000) -> float:

@@ -145,6 +145,11 @@ def solve(spark, name: str, env_id: str, seed: int, runner: str = "spark", eval_
             return True
         return False
 
+    if name == "apex":  # the sum-tree's numba kernels: imported once per process (~1.3 s), before the clock starts,
+        # as the one-process baseline's torch import is
+        from sparkml_dist.rl.core.replay import load_kernels
+
+        load_kernels()
     params = {"envsPerActor": 8, **spec["params"]}
     algo = ALGORITHMS[name](env=env_id, numActors=num_actors, totalSteps=spec["budget"], seed=seed, runner=runner,
                             logEvery=30.0, **params)
@@ -163,19 +168,14 @@ def targets(spark, seeds: int = 3, names=("dppo", "impala", "apex"), env_id: str
     """Each algorithm on Spark (2 actors) over ``seeds`` seeds, beside one-process PPO (DPPO, 1 replica, local).
 
     The one-process run starts in a process that has imported torch; so that the Spark runs start alike, a short
-    DPPO run first starts Spark's Python workers and imports torch in them (reused by every later stage), and the
-    driver loads the replay's numba kernels. Its wall time, the cold start a fresh session pays once, is reported as
-    ``cold_start_seconds``.
+    DPPO run first starts Spark's Python workers and imports torch in them (reused by every later stage). Its wall
+    time, the cold start a fresh session pays once, is reported as ``cold_start_seconds``.
     """
     from sparkml_dist.rl import DPPO
 
     start = time.perf_counter()
     DPPO(env=env_id, numActors=2, envsPerActor=8, numSteps=32, totalSteps=2 * 8 * 32 * 2, runner="spark",
          logEvery=60.0).train(spark=spark)
-    if "apex" in names:  # the sum-tree's numba kernels: imported and loaded once per process (~1.3 s)
-        from sparkml_dist.rl.core.replay import load_kernels
-
-        load_kernels()
     out = {"cold_start_seconds": time.perf_counter() - start}
     base = [solve(spark, "dppo", env_id, s, runner="local", num_actors=1) for s in range(seeds)]
     out["ppo_one_process"] = _summary(base)
@@ -351,10 +351,6 @@ def rollout_case(ctx: CaseContext) -> dict:
 def cartpole_case(ctx: CaseContext) -> dict:
     """Train on Spark (2 actors) until a greedy evaluation reaches the target; one-process PPO is the baseline."""
     env_id = ctx.size["env"]
-    if ctx.variant == "apex":  # the numba kernels' import, once per process, outside the timed run (as targets())
-        from sparkml_dist.rl.core.replay import load_kernels
-
-        load_kernels()
     ours = solve(ctx.spark, ctx.variant, env_id, ctx.seed)
     base = ctx.baseline("ppo_one_process", lambda: solve(ctx.spark, "dppo", env_id, ctx.seed, runner="local",
                                                            num_actors=1))

@@ -15,14 +15,14 @@ Adam): the actors wait on the learner, and an eager torch step of this small net
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from sparkml_dist.rl.actors import ApeXActor
 from sparkml_dist.rl.algorithm import Algorithm
-from sparkml_dist.rl.config import RLConfig, annealed_lr, param
+from sparkml_dist.rl.config import RLConfig, annealed_lr, config_fields, param
 from sparkml_dist.rl.core.epsilon import apex_epsilons
 from sparkml_dist.rl.core.nets import QNetwork, get_flat, set_flat
 from sparkml_dist.rl.core.qlearn import NumpyDoubleDQN
@@ -45,9 +45,8 @@ class ApeXConfig(RLConfig):
     beta: float = param(0.4, "importance-sampling exponent", min=0.0, max=1.0)
     epsilon: float = param(0.4, "base epsilon of the per-actor schedule", min=0.0, max=1.0)
     epsilonAlpha: float = param(7.0, "exponent range of the per-actor schedule", min=0.0)
-    actorNice: int = param(10, "niceness added to the actor loops of a Spark run (their thread only): the run is "
-                               "learner-bound, so where actors share cores with the driver the learner goes first",
-                           min=0, max=19)
+    # RLConfig's field at 10: Ape-X is learner-bound, so where actors share cores with the driver the learner goes first
+    actorNice: int = field(default=10, metadata=config_fields(RLConfig)["actorNice"].metadata)
 
 
 def replay_fields(algo: Algorithm) -> dict:

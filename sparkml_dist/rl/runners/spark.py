@@ -76,6 +76,7 @@ def _run_async(algo, spark, callback):
     server = ChannelServer(host, c.queueSize, auto_reply=algo.mode == "weights")
     if algo.mode != "inference":
         server.publish(learner.reply())
+
     def launch(generation: int) -> _Stage:
         return _Stage(algo, spark, (algo.actor_factory(), server.address, generation, c.timeout, c.actorNice))
 
